@@ -1,0 +1,1 @@
+"""Everything that talks to a device or a broker; imports only gateway.types/errors/clock."""

@@ -1,0 +1,1 @@
+"""Turns observations into alarm decisions and alarms into work orders; no I/O of its own."""
