@@ -40,6 +40,7 @@ REASONS = (
 """Every reason a message (or one field of it) is rejected; each is a /metrics label."""
 
 CHANNELS = ("telemetry", "event", "status")
+OUTBOUND = ("command",)  # the gateway's own messages to devices: not input, not rejected
 MAX_FUTURE_SKEW_S = 300.0
 MAX_PAST_S = 400 * 86_400.0
 
@@ -146,6 +147,8 @@ class MqttCodec:
             return out
         parts = topic.split("/")
         n = len(self.prefix_parts)
+        if len(parts) == n + 5 and parts[n + 4] in OUTBOUND:
+            return out
         if (len(parts) != n + 5 or tuple(parts[:n]) != self.prefix_parts
                 or parts[n] != self.site or parts[n + 4] not in CHANNELS):
             out.rejections.append(Rejection(

@@ -1,0 +1,202 @@
+"""The HTTP API: health, login, alarms, devices and history, the event feed, /metrics.
+
+Every route but ``/healthz`` and ``/api/v1/login`` needs a bearer credential with the right
+role (``require``). The runtime reaches routes through the app's state, never a global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.api import schemas
+from gateway.auth import Principal, Role, role_allows
+from gateway.errors import AuthError
+from gateway.journal import iso, to_cloudevent
+from gateway.metrics import render_metrics
+from rules.alarms import AlarmActionError
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+__all__ = ["create_app", "require"]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def require(role: Role) -> Any:
+    """A dependency: the caller's principal, if it holds ``role`` (401 / 403 otherwise)."""
+
+    def check(request: Request,
+              cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+              ) -> Principal:
+        if cred is None:
+            raise HTTPException(401, "credential required / 需要登录",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            principal = _runtime(request).auth.authenticate(cred.credentials)
+        except AuthError as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        if not role_allows(principal.role, role):
+            raise HTTPException(403, f"role {principal.role!r} may not do this; needs {role!r}"
+                                     " / 权限不足")
+        return principal
+
+    return Depends(check)
+
+
+Viewer = Annotated[Principal, require("viewer")]
+Operator = Annotated[Principal, require("operator")]
+Cloud = Annotated[Principal, require("cloud")]
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(title="Estate gateway API", version="1",
+                  description="Alarms, devices, history and the estate's event feed.")
+    app.state.runtime = runtime
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        return runtime.health()
+
+    @app.post("/api/v1/login", response_model=schemas.LoginResult, tags=["auth"],
+              responses={401: {"model": schemas.Problem}})
+    async def login(body: schemas.LoginRequest) -> Any:
+        try:
+            token, who = await asyncio.to_thread(runtime.auth.login, body.username,
+                                                 body.password)
+        except AuthError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=401)
+        return schemas.LoginResult(token=token, user=who.name, role=who.role)
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics(_: Viewer) -> Response:
+        body, content_type = render_metrics(runtime)
+        return Response(body, media_type=content_type)
+
+    @app.get("/api/v1/alarms", response_model=list[schemas.AlarmOut], tags=["alarms"])
+    async def alarms(_: Viewer, state: str | None = None, include_normal: bool = False
+                     ) -> list[schemas.AlarmOut]:
+        out = []
+        for a in runtime.alarm_list():
+            if state is not None and a.state.value != state:
+                continue
+            if not include_normal and state is None and a.state.value == "normal":
+                continue
+            out.append(schemas.alarm_out(a, runtime))
+        return out
+
+    @app.get("/api/v1/alarms/{alarm_id}", response_model=schemas.AlarmDetail, tags=["alarms"],
+             responses={404: {"model": schemas.Problem}})
+    async def alarm_detail(alarm_id: str, _: Viewer) -> Any:
+        alarm = runtime.book.alarms.get(alarm_id)
+        if alarm is None:
+            raise HTTPException(404, f"alarm {alarm_id!r} does not exist / 报警不存在")
+        transitions = await asyncio.to_thread(runtime.state.transitions_sync, alarm_id)
+        return schemas.AlarmDetail(
+            **schemas.alarm_out(alarm, runtime).model_dump(),
+            transitions=[schemas.TransitionOut(from_state=t.from_state.value,
+                                               to_state=t.to_state.value, at=iso(t.at) or "",
+                                               by=t.by, reason=t.reason) for t in transitions])
+
+    async def _act(alarm_id: str, fn: Any, *args: Any) -> schemas.AlarmOut:
+        async with runtime._lock:
+            try:
+                change = fn(alarm_id, *args)
+            except AlarmActionError as exc:
+                status = 404 if "does not exist" in str(exc) else 409
+                raise HTTPException(status, str(exc)) from None
+            alarm = await runtime.operator_change(change)
+        return schemas.alarm_out(alarm, runtime)
+
+    conflict = {404: {"model": schemas.Problem}, 409: {"model": schemas.Problem}}
+
+    @app.post("/api/v1/alarms/{alarm_id}/ack", response_model=schemas.AlarmOut,
+              tags=["alarms"], responses=conflict)
+    async def acknowledge(alarm_id: str, who: Operator,
+                          body: schemas.NoteIn | None = None) -> schemas.AlarmOut:
+        return await _act(alarm_id, runtime.book.acknowledge, who.name, runtime.clock.now(),
+                          body.note if body else "")
+
+    @app.post("/api/v1/alarms/{alarm_id}/reset", response_model=schemas.AlarmOut,
+              tags=["alarms"], responses=conflict)
+    async def reset(alarm_id: str, who: Operator,
+                    body: schemas.NoteIn | None = None) -> schemas.AlarmOut:
+        return await _act(alarm_id, runtime.book.reset, who.name, runtime.clock.now(),
+                          body.note if body else "")
+
+    @app.post("/api/v1/alarms/{alarm_id}/shelve", response_model=schemas.AlarmOut,
+              tags=["alarms"], responses=conflict)
+    async def shelve(alarm_id: str, who: Operator, body: schemas.ShelveIn) -> schemas.AlarmOut:
+        now = runtime.clock.now()
+        return await _act(alarm_id, runtime.book.shelve, who.name, now,
+                          now + body.minutes * 60, body.reason)
+
+    @app.post("/api/v1/alarms/{alarm_id}/unshelve", response_model=schemas.AlarmOut,
+              tags=["alarms"], responses=conflict)
+    async def unshelve(alarm_id: str, who: Operator) -> schemas.AlarmOut:
+        return await _act(alarm_id, runtime.book.unshelve, who.name, runtime.clock.now())
+
+    @app.get("/api/v1/devices", response_model=list[schemas.DeviceOut], tags=["devices"])
+    async def devices(_: Viewer) -> list[schemas.DeviceOut]:
+        return [schemas.device_out(st, runtime) for st in runtime.devices.values()]
+
+    @app.get("/api/v1/devices/{device_id}", response_model=schemas.DeviceOut,
+             tags=["devices"], responses={404: {"model": schemas.Problem}})
+    async def device(device_id: str, _: Viewer) -> schemas.DeviceOut:
+        st = runtime.devices.get(device_id)
+        if st is None:
+            raise HTTPException(404, f"device {device_id!r} does not exist / 设备不存在")
+        return schemas.device_out(st, runtime)
+
+    @app.get("/api/v1/devices/{device_id}/history", response_model=schemas.History,
+             tags=["devices"], responses={404: {"model": schemas.Problem},
+                                          422: {"model": schemas.Problem}})
+    async def history(device_id: str, _: Viewer,
+                      metric: Annotated[str, Query(min_length=1, max_length=100)],
+                      from_: Annotated[float | None, Query(alias="from")] = None,
+                      to: float | None = None,
+                      limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000
+                      ) -> schemas.History:
+        if device_id not in runtime.devices:
+            raise HTTPException(404, f"device {device_id!r} does not exist / 设备不存在")
+        end = to if to is not None else time.time()
+        start = from_ if from_ is not None else end - 86_400
+        if start > end:
+            raise HTTPException(422, "'from' is after 'to' / 起始时间晚于结束时间")
+        points = await runtime.telemetry.history(device_id, metric, start, end, limit)
+        return schemas.History(device_id=device_id, metric=metric, points=[
+            schemas.PointOut(at=p.at, value=p.value, quality=p.quality.value) for p in points])
+
+    @app.get("/api/v1/events", response_model=schemas.EventPage, tags=["cloud"])
+    async def events(_: Cloud, after: Annotated[int, Query(ge=0)] = 0,
+                     limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> Any:
+        oldest, newest = await asyncio.to_thread(runtime.state.journal_bounds_sync)
+        if oldest and after < oldest - 1:
+            return JSONResponse({"detail": "cursor expired / 游标已过期", "oldest_seq": oldest},
+                                status_code=410)
+        entries = await asyncio.to_thread(runtime.state.journal_sync, after, limit)
+        nxt = entries[-1].seq if entries else after
+        return schemas.EventPage(events=[to_cloudevent(e, runtime.site) for e in entries],
+                                 next_after=nxt, newest_seq=newest)
+
+    @app.get("/api/v1/rejections", response_model=list[schemas.RejectionOut],
+             tags=["ops"])
+    async def rejections(_: Operator, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+                         ) -> list[schemas.RejectionOut]:
+        letters = await asyncio.to_thread(runtime.state.dead_letters_sync, limit)
+        return [schemas.RejectionOut(at=iso(d.at) or "", reason=d.reason, source=d.source,
+                                     detail=d.detail,
+                                     payload=d.payload[:512].decode("utf-8", "replace"))
+                for d in letters]
+
+    return app

@@ -1,0 +1,195 @@
+"""``estate-gateway``: run, check-config, demo, simulate, user and token management.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from gateway.errors import AuthError, ConfigError
+
+__all__ = ["main"]
+
+log = logging.getLogger("gateway")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("amqtt", "transitions", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc.render())
+        return 2
+    print(f"{args.config}: OK / 配置有效 — site {cfg.site.id}, {len(cfg.devices)} devices, "
+          f"{len(cfg.rules)} rules")
+    return 0
+
+
+async def _run_until_signal(coro_factory: object) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro_factory())  # type: ignore[operator]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.runtime import Runtime
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    runtime = Runtime(cfg, data_dir=Path(args.data_dir) if args.data_dir else None)
+    if args.api_port is not None:
+        runtime.api_port_override = args.api_port
+    if args.broker_port is not None:
+        runtime.broker_port_override = args.broker_port
+    try:
+        asyncio.run(_run_until_signal(runtime.run))
+    finally:
+        runtime.close()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return asyncio.run(run_demo(data_dir=Path(args.data_dir), api_port=args.api_port,
+                                duration_s=args.duration, speed=args.speed))
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.loadgen import run_simulation
+
+    return run_simulation(host=args.host, port=args.port, site=args.site, prefix=args.prefix,
+                          devices=args.devices, rate=args.rate, seconds=args.seconds,
+                          config_out=args.write_config)
+
+
+def _auth_store(args: argparse.Namespace) -> object:
+    from gateway.auth import AuthStore
+    from gateway.config import load_config
+
+    data_dir = Path(args.data_dir) if args.data_dir else Path(load_config(args.config).store.path)
+    return AuthStore(data_dir / "auth.db")
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if not value:
+            raise AuthError(f"environment variable {args.password_env} is empty / 环境变量为空")
+        return value
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password / 密码: ")
+    if first != getpass.getpass("Repeat / 再次输入: "):
+        raise AuthError("passwords differ / 两次输入的密码不一致")
+    return first
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    try:
+        store = _auth_store(args)
+        store.add_user(args.name, args.role, _read_password(args))  # type: ignore[attr-defined]
+    except (AuthError, ConfigError) as exc:
+        print(f"error / 错误: {exc}", file=sys.stderr)
+        return 2
+    print(f"user {args.name!r} ({args.role}) saved / 用户已保存")
+    return 0
+
+
+def _cmd_token_add(args: argparse.Namespace) -> int:
+    try:
+        store = _auth_store(args)
+        token = store.add_token(args.name, args.role)  # type: ignore[attr-defined]
+    except (AuthError, ConfigError) as exc:
+        print(f"error / 错误: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="estate-gateway",
+                                description="Estate edge gateway / 小区边缘网关")
+    p.add_argument("--log-level", default=os.environ.get("ESTATE_LOG_LEVEL", "info"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway / 运行网关")
+    run.add_argument("--config", "-c", required=True)
+    run.add_argument("--data-dir", help="overrides store.path")
+    run.add_argument("--api-port", type=int)
+    run.add_argument("--broker-port", type=int)
+    run.set_defaults(fn=_cmd_run)
+
+    chk = sub.add_parser("check-config", help="validate a config file / 检查配置")
+    chk.add_argument("config")
+    chk.set_defaults(fn=_cmd_check_config)
+
+    demo = sub.add_parser("demo", help="embedded broker + simulated estate / 演示")
+    demo.add_argument("--data-dir", default="./demo-data")
+    demo.add_argument("--api-port", type=int, default=8080)
+    demo.add_argument("--duration", type=float, default=None,
+                      help="stop after this many seconds and print a summary")
+    demo.add_argument("--speed", type=float, default=1.0, help="simulation steps per second")
+    demo.set_defaults(fn=_cmd_demo)
+
+    sim = sub.add_parser("simulate", help="drive a real broker with simulated devices")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=1883)
+    sim.add_argument("--site", default="load-test")
+    sim.add_argument("--prefix", default="estate")
+    sim.add_argument("--devices", type=int, default=200)
+    sim.add_argument("--rate", type=float, default=1000.0, help="messages per second, total")
+    sim.add_argument("--seconds", type=float, default=60.0)
+    sim.add_argument("--write-config", help="write a matching gateway config here and exit")
+    sim.set_defaults(fn=_cmd_simulate)
+
+    for name, helptext in (("user", "local users / 用户"), ("token", "API tokens / 令牌")):
+        grp = sub.add_parser(name, help=helptext)
+        gsub = grp.add_subparsers(dest="action", required=True)
+        add = gsub.add_parser("add")
+        add.add_argument("name")
+        add.add_argument("--role", required=True,
+                         choices=["viewer", "operator", "engineer", "admin"] +
+                         (["cloud"] if name == "token" else []))
+        add.add_argument("--config", "-c", default="/etc/estate-gateway/gateway.yaml")
+        add.add_argument("--data-dir")
+        if name == "user":
+            add.add_argument("--password-env", help="read the password from this variable")
+        add.set_defaults(fn=_cmd_user_add if name == "user" else _cmd_token_add)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

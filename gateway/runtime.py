@@ -1,0 +1,311 @@
+"""The running gateway: builds drivers, stores and rules from config and runs them as one group.
+
+Data flows one way: driver → ``ingest`` (validate, store, evaluate rules) → alarm book →
+state store (alarm, transition and journal row in one transaction) → journal readers
+(alarm topic publisher, pull API). Background work runs in one ``asyncio.TaskGroup`` of
+named tasks; a task that fails takes the process down (systemd restarts it) rather than
+leaving a half-working gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from drivers.mqtt.codec import MqttCodec
+from drivers.mqtt.driver import MqttDriver, MqttSettings
+from drivers.profiles import builtin_profiles
+from gateway.auth import AuthStore
+from gateway.clock import Clock, SystemClock
+from gateway.config import GatewayConfig
+from gateway.errors import DeviceUnavailable, StoreError
+from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
+from gateway.store.sqlite import TelemetryStore
+from gateway.store.state import DeadLetter, StateStore, Transaction
+from gateway.types import (
+    Alarm,
+    Device,
+    DeviceStatus,
+    Event,
+    JournalEntry,
+    Observation,
+    Reading,
+    Value,
+)
+from rules.alarms import AlarmBook, Change
+from rules.engine import Decision, RuleEngine
+
+__all__ = ["DeviceState", "Runtime"]
+
+log = logging.getLogger(__name__)
+
+ENGINE_KV = "rules.engine.state"
+ALARM_TOPIC_CURSOR_KV = "alarm_topic.cursor"
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What the console's device board shows; kept in memory, rebuilt from traffic."""
+
+    device: Device
+    last_seen: float | None = None
+    online: bool | None = None
+    latest: dict[str, tuple[Value, float]] = field(default_factory=dict)
+    maintenance: bool = False
+
+
+@dataclass
+class IngestMetrics:
+    observations: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    events_duplicate: int = 0
+    alarm_publish_failures: int = 0
+    alarms_published: int = 0
+    ingest_batches: int = 0
+    ingest_seconds: float = 0.0
+
+
+class Runtime:
+    def __init__(self, config: GatewayConfig, *, clock: Clock | None = None,
+                 data_dir: Path | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.site = config.site.id
+        self.data_dir = Path(data_dir or config.store.path)
+        self.devices = {d.id: DeviceState(d) for d in config.device_list()}
+        self.metrics = IngestMetrics()
+        self.telemetry = TelemetryStore(self.data_dir / "telemetry.db")
+        self.state = StateStore(self.data_dir / "state.db",
+                                dead_letter_max=config.store.retention.dead_letters)
+        self.engine = RuleEngine(config.rules, [s.device for s in self.devices.values()])
+        self.engine.restore(self.state.load_kv_sync(ENGINE_KV))
+        self.book = AlarmBook(self.state.load_alarms_sync())
+        self.auth = AuthStore(self.data_dir / "auth.db")
+        self._lock = asyncio.Lock()
+        self._dead: list[DeadLetter] = []
+        self.journal_signal = asyncio.Condition()
+        self.started_at = time.time()
+        self.ready = asyncio.Event()
+        self.heartbeats: dict[str, float] = {}
+        self.mqtt: MqttDriver | None = None
+        self.mqtt_codec: MqttCodec | None = None
+        self.alarm_topic = f"{config.broker.topic_prefix}/{self.site}/alarms"
+        self.broker_port_override: int | None = None
+        self.api_port_override: int | None = None
+        self.api_server: Any = None
+        # name → callable yielding prometheus metric families (drivers, sinks add theirs)
+        self.extra_metrics: dict[str, Any] = {}
+
+    def api_url(self) -> str | None:
+        """The API's address once it listens (the real port when configured as 0)."""
+        server = self.api_server
+        if server is None or not server.started:
+            return None
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    # -- pipeline ---------------------------------------------------------------------
+
+    def reject(self, reason: str, source: str, payload: bytes, detail: str) -> None:
+        """Count one rejected input and keep it (bounded) for inspection."""
+        self.metrics.rejected[reason] += 1
+        if len(self._dead) < 10_000:
+            self._dead.append(DeadLetter(self.clock.now(), reason, source, payload, detail))
+
+    async def ingest(self, batch: Sequence[Observation]) -> None:
+        """The driver sink: returns once the batch is stored and its alarms are decided."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        readings: list[Reading] = []
+        events: list[Event] = []
+        statuses: list[DeviceStatus] = []
+        devices = self.devices
+        for obs in batch:
+            st = devices.get(obs.device_id)
+            if st is None:
+                continue
+            st.last_seen = now
+            if isinstance(obs, Reading):
+                readings.append(obs)
+                st.latest[obs.metric] = (obs.value, obs.at)
+                if st.online is not True:
+                    st.online = True
+            elif isinstance(obs, Event):
+                events.append(obs)
+            else:
+                statuses.append(obs)
+                st.online = obs.online
+        self.metrics.observations["reading"] += len(readings)
+        self.metrics.observations["event"] += len(events)
+        self.metrics.observations["status"] += len(statuses)
+        if readings:
+            await self.telemetry.write(readings)
+        if events:
+            known = await self.state.known_event_ids(e.event_id for e in events)
+            if known:
+                self.metrics.events_duplicate += len(known)
+                events = [e for e in events if e.event_id not in known]
+        decisions = self.engine.evaluate([*readings, *events, *statuses], now)
+        if events or decisions or self.engine.dirty:
+            tx = Transaction(events=events, journal=[event_draft(e) for e in events])
+            await self._commit_decisions(decisions, tx)
+        self.metrics.ingest_batches += 1
+        self.metrics.ingest_seconds += time.perf_counter() - started
+
+    async def _commit_decisions(self, decisions: Sequence[Decision], tx: Transaction) -> None:
+        async with self._lock:
+            for d in decisions:
+                change = self.book.apply(d)
+                if change is not None:
+                    self._add_change(tx, change)
+                else:
+                    alarm = self.book.alarms.get(f"{d.rule_id}:{d.device_id}")
+                    if alarm is not None:
+                        tx.alarms.append(alarm)
+            if self.engine.dirty:
+                tx.kv[ENGINE_KV] = self.engine.snapshot()
+            await self._apply(tx)
+
+    def _add_change(self, tx: Transaction, change: Change) -> None:
+        alarm, transition = change
+        tx.alarms.append(alarm)
+        tx.transitions.append(transition)
+        tx.journal.append(alarm_draft(alarm, transition))
+
+    async def _apply(self, tx: Transaction) -> list[JournalEntry]:
+        entries = await self.state.apply(tx)
+        if entries:
+            async with self.journal_signal:
+                self.journal_signal.notify_all()
+        return entries
+
+    async def operator_change(self, change: Change) -> Alarm:
+        """Store an operator's action (already applied to the book) with its journal row."""
+        tx = Transaction()
+        self._add_change(tx, change)
+        await self._apply(tx)
+        return change[0]
+
+    # -- background loops -------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        """Timers: on/off delays, auto-clear, shelve expiry; also flushes dead letters."""
+        while True:
+            now = self.clock.now()
+            self.heartbeats["rules.ticker"] = self.clock.monotonic()
+            decisions = self.engine.tick(now)
+            async with self._lock:
+                expired = self.book.expire_shelves(now)
+            if decisions or expired:
+                tx = Transaction()
+                for change in expired:
+                    self._add_change(tx, change)
+                await self._commit_decisions(decisions, tx)
+            if self._dead:
+                letters, self._dead = self._dead, []
+                try:
+                    await self.state.dead_letters(letters)
+                except StoreError as exc:
+                    log.warning("dead letters not kept: %s", exc)
+            await self.clock.sleep(0.25)
+
+    async def _alarm_publisher(self) -> None:
+        """Publish every alarm transition from the journal, QoS 1, in order, at least once."""
+        assert self.mqtt is not None
+        cursor = int(self.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
+        while True:
+            await self.mqtt.wait_connected()
+            entries = await asyncio.to_thread(self.state.journal_sync, cursor, 500)
+            if not entries:
+                async with self.journal_signal:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.journal_signal.wait(), 1.0)
+                continue
+            for entry in entries:
+                if entry.type == ALARM_TYPE:
+                    body = orjson.dumps(to_cloudevent(entry, self.site))
+                    try:
+                        await self.mqtt.publish(self.alarm_topic, body, qos=1)
+                        self.metrics.alarms_published += 1
+                    except DeviceUnavailable:
+                        self.metrics.alarm_publish_failures += 1
+                        break
+                cursor = entry.seq
+            await self.state.apply(Transaction(kv={ALARM_TOPIC_CURSOR_KV: cursor}))
+
+    async def _retention(self) -> None:
+        r = self.config.store.retention
+        while True:
+            try:
+                pruned = await self.telemetry.prune(self.clock.now() - r.readings_days * 86_400)
+                if pruned:
+                    log.info("retention: pruned %d readings older than %g days", pruned,
+                             r.readings_days)
+            except StoreError as exc:
+                log.error("retention failed: %s", exc)
+            await self.clock.sleep(3600)
+
+    # -- wiring -----------------------------------------------------------------------
+
+    def build_mqtt(self, port: int | None = None) -> MqttDriver:
+        b = self.config.broker
+        profiles = builtin_profiles()
+        self.mqtt_codec = MqttCodec(
+            prefix=b.topic_prefix, site=self.site, devices=[s.device for s in
+                                                           self.devices.values()],
+            profiles=profiles, max_payload_bytes=b.max_payload_bytes)
+        settings = MqttSettings(
+            host=b.host, port=port or b.port, client_id=b.client_id or f"estate-gateway-{self.site}",
+            username=b.username, password=b.password(),
+            ca_file=b.tls.ca_file if b.tls else None, cert_file=b.tls.cert_file if b.tls else None,
+            key_file=b.tls.key_file if b.tls else None,
+            tls_insecure=b.tls.insecure if b.tls else False, keepalive_s=b.keepalive_s,
+            reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
+            batch_max=self.config.store.batch_max)
+        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.ingest, self.reject, self.clock)
+        return self.mqtt
+
+    async def run(self, *, serve_api: bool = True) -> None:
+        """Run until cancelled."""
+        mqtt = self.build_mqtt(self.broker_port_override)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(mqtt.run(), name="driver[mqtt]")
+            tg.create_task(self._ticker(), name="rules.ticker")
+            tg.create_task(self._alarm_publisher(), name="alarm_topic.publisher")
+            tg.create_task(self._retention(), name="store.retention")
+            if serve_api and self.config.api.enabled:
+                from gateway.api.server import serve
+
+                tg.create_task(serve(self), name="api")
+            await mqtt.wait_connected()
+            self.ready.set()
+            log.info("gateway ready: site %s, %d devices, %d rules / 网关已就绪", self.site,
+                     len(self.devices), len(self.engine.rules))
+
+    def close(self) -> None:
+        self.telemetry.close()
+        self.state.close()
+        self.auth.close()
+
+    # -- views for the API ------------------------------------------------------------
+
+    def alarm_list(self) -> list[Alarm]:
+        return sorted(self.book.alarms.values(), key=lambda a: (int(a.priority),
+                                                                -a.last_raised_at))
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.mqtt is None or self.mqtt.connected else "degraded",
+            "mqtt_connected": bool(self.mqtt and self.mqtt.connected),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "journal_seq": self.state.last_seq,
+        }
