@@ -78,7 +78,13 @@ async def run_demo(*, data_dir: Path, api_port: int, duration_s: float | None,
     raised: dict[str, str] = {}
     run_task = asyncio.create_task(runtime.run(), name="gateway")
     try:
-        await asyncio.wait_for(runtime.ready.wait(), 15)
+        ready = asyncio.create_task(runtime.ready.wait())
+        await asyncio.wait({ready, run_task}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if run_task.done():
+            run_task.result()  # raises what stopped the gateway
+        if not ready.done():
+            ready.cancel()
+            raise TimeoutError("the gateway did not become ready within 15 s")
         for _ in range(100):
             if runtime.api_url() or not cfg.api.enabled:
                 break

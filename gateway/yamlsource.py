@@ -82,7 +82,7 @@ def _compose(path: Path) -> yaml.Node | None:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise YamlSourceError(
             str(path), f"{where}: invalid YAML: {exc.problem} / YAML 语法错误") from exc
     except yaml.YAMLError as exc:

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gateway.clock import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads():
+    """Fail a test that leaves non-daemon threads behind (pymodbus's system health check)."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    leaked = [t for t in threading.enumerate()
+              if t.ident not in before and t.is_alive() and not t.daemon
+              and not t.name.startswith(("asyncio_", "ThreadPoolExecutor"))]
+    for t in leaked:
+        t.join(timeout=5)
+    leaked = [t for t in leaked if t.is_alive()]
+    assert not leaked, f"threads leaked: {[t.name for t in leaked]}"
