@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
 from gateway.types import Device, DeviceKind, Location
 from gateway.vocabulary import EVENTS, METRICS
@@ -132,6 +133,7 @@ class GatewayConfig(_Strict):
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles; see docs/devices.md
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]
@@ -353,10 +355,35 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             lines.append(f"{where}: {_fmt_path(list(clean), data)}: {msg}")
         raise ConfigError(file, lines) from None
     crossed = _cross_check(cfg)
-    if crossed:
+    cfg, profile_refs, profile_files = _check_profiles(cfg, file)
+    crossed += profile_refs
+    if crossed or profile_files:
         raise ConfigError(file, [f"{_locate(smap, loc, file)}: {_fmt_path(list(loc), data)}: {m}"
-                                 for loc, m in crossed])
+                                 for loc, m in crossed] + profile_files)
     return cfg
+
+
+def _check_profiles(cfg: GatewayConfig, file: str) -> tuple[
+        GatewayConfig, list[tuple[tuple[str | int, ...], str]], list[str]]:
+    """Load every payload profile (shipped and ``profile_dirs``, relative to the config file)
+    and check each MQTT device names one of its kind; profile files report their own lines."""
+    dirs = [str(Path(file).parent / d) for d in cfg.profile_dirs]
+    cfg = cfg.model_copy(update={"profile_dirs": dirs})
+    profiles, files = load_profiles([Path(d) for d in dirs])
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, dev in enumerate(cfg.devices):
+        found = profiles.get(profile_key(dev.kind, dev.profile))
+        if dev.transport != "mqtt" or (found is not None and found.kind == dev.kind):
+            continue
+        known = sorted(p.id for p in profiles.values() if p.kind == dev.kind)
+        guess = difflib.get_close_matches(dev.profile, known, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        if found is not None:
+            hint = f" (that profile is for {found.kind.value})"
+        problems.append((("devices", i, "profile"),
+                         f"unknown {dev.kind.value} profile {dev.profile!r}{hint}; expected one "
+                         f"of {', '.join(known)} (or add a file to profile_dirs) / 未知报文模板"))
+    return cfg, problems, files
 
 
 def load_config(path: str | Path) -> GatewayConfig:

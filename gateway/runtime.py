@@ -258,7 +258,7 @@ class Runtime:
 
     def build_mqtt(self, port: int | None = None) -> MqttDriver:
         b = self.config.broker
-        profiles = builtin_profiles()
+        profiles = builtin_profiles([Path(d) for d in self.config.profile_dirs])
         self.mqtt_codec = MqttCodec(
             prefix=b.topic_prefix, site=self.site, devices=[s.device for s in
                                                            self.devices.values()],
