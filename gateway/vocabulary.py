@@ -21,7 +21,9 @@ from gateway.types import DeviceKind, Priority
 
 __all__ = [
     "EVENTS",
+    "KIND_LABELS",
     "LABELS",
+    "PRIORITY_LABELS",
     "METRICS",
     "AttributeSpec",
     "BarrierState",
@@ -43,6 +45,21 @@ __all__ = [
 ]
 
 ValueKind = Literal["float", "int", "bool", "str"]
+
+KIND_LABELS: dict[DeviceKind, tuple[str, str]] = {
+    DeviceKind.ACCESS_GATE: ("门禁", "Access gate"),
+    DeviceKind.ELEVATOR: ("电梯", "Elevator"),
+    DeviceKind.WATER_TANK: ("二次供水 / 水箱", "Secondary water supply / Water tank"),
+    DeviceKind.PARKING_BARRIER: ("道闸", "Barrier gate"),
+    DeviceKind.GENERIC: ("其他设备", "Generic device"),
+}
+
+PRIORITY_LABELS: dict[Priority, tuple[str, str]] = {
+    Priority.EMERGENCY: ("紧急", "Emergency"),
+    Priority.HIGH: ("高", "High"),
+    Priority.MEDIUM: ("中", "Medium"),
+    Priority.LOW: ("低", "Low"),
+}
 
 
 class DoorState(StrEnum):

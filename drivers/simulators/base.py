@@ -110,7 +110,7 @@ class Simulator:
 
     def step_native(self, now: float, rng: random.Random) -> list[SimMessage]:
         """Advance to ``now``; the messages in the gateway's native format."""
-        dt = 1.0 if self.last is None else max(0.0, now - self.last)
+        dt = 0.0 if self.last is None else max(0.0, now - self.last)
         self.last = now
         out: list[SimMessage] = []
         pending, self.pending = self.pending, []
