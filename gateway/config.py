@@ -368,9 +368,11 @@ def _check_profiles(cfg: GatewayConfig, file: str) -> tuple[
     """Load every payload profile (shipped and ``profile_dirs``, relative to the config file)
     and check each MQTT device names one of its kind; profile files report their own lines."""
     dirs = [str(Path(file).parent / d) for d in cfg.profile_dirs]
+    problems: list[tuple[tuple[str | int, ...], str]] = [
+        (("profile_dirs", i), f"folder {d!r} not found (looked in {dirs[i]}) / 找不到模板目录")
+        for i, d in enumerate(cfg.profile_dirs) if not Path(dirs[i]).is_dir()]
     cfg = cfg.model_copy(update={"profile_dirs": dirs})
-    profiles, files = load_profiles([Path(d) for d in dirs])
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+    profiles, files = load_profiles([Path(d) for d in dirs if Path(d).is_dir()])
     for i, dev in enumerate(cfg.devices):
         found = profiles.get(profile_key(dev.kind, dev.profile))
         if dev.transport != "mqtt" or (found is not None and found.kind == dev.kind):
