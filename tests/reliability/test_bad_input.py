@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ settings.register_profile("ci", max_examples=300, deadline=None,
 settings.register_profile("long", max_examples=10_000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+pytestmark = pytest.mark.timeout(3600 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 120)
 
 NOW = 1_767_225_600.0
 DEVICES = [Device(f"{k.value}-1", k, Location("B1"), "mqtt", "native") for k in DeviceKind]
