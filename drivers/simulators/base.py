@@ -59,6 +59,9 @@ def poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+_KINDS: dict[DeviceKind, type[Simulator]] = {}
+
+
 class Simulator:
     """Base of the per-kind simulators; subclasses implement ``advance`` and ``trigger``."""
 
@@ -76,15 +79,31 @@ class Simulator:
         self.seq = 0
         self.last: float | None = None
         self.unencodable = 0  # events this vendor's format has no code for (not sent)
+        self.ignored = 0  # injected names that belong to another kind
         self.setup()
 
     @property
     def injectable(self) -> tuple[str, ...]:
-        return (*EVENTS[self.kind], *self.scenarios)
+        return self.injectable_names()
+
+    @classmethod
+    def injectable_names(cls) -> tuple[str, ...]:
+        return (*EVENTS[cls.kind], *cls.scenarios)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _KINDS[cls.kind] = cls
 
     def inject(self, name: str) -> None:
-        """Produce event ``name`` (or run scenario ``name``) on the next step."""
+        """Produce event ``name`` (or run scenario ``name``) on the next step.
+
+        A name only another kind knows (a fault sprayed over a whole estate) is ignored and
+        counted in ``ignored``; a name no simulator knows is a mistake and raises ValueError.
+        """
         if name not in self.injectable:
+            if any(name in sim.injectable_names() for sim in _KINDS.values()):
+                self.ignored += 1
+                return
             raise ValueError(f"{self.device.id}: cannot inject {name!r}; known: "
                              f"{', '.join(self.injectable)} / 无法注入该事件")
         self.pending.append(name)

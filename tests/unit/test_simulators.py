@@ -68,10 +68,15 @@ def test_every_event_can_be_injected_and_decodes_in_the_devices_profile(key: str
     assert sim.unencodable == 0
 
 
-def test_inject_refuses_an_unknown_name() -> None:
+def test_inject_refuses_an_unknown_name_and_ignores_another_kinds() -> None:
     sim = make_simulator(_device(DeviceKind.ELEVATOR))
     with pytest.raises(ValueError, match="cannot inject 'elevator.trapped'"):
         sim.inject("elevator.trapped")
+    sim.inject("low_level")  # a tank's scenario, sprayed over the estate: not this car's
+    sim.inject("door.forced_open")
+    assert sim.ignored == 2
+    out = sim.step_native(MIDNIGHT, random.Random(1))
+    assert [m.channel for m in out] == ["telemetry"]
 
 
 def test_a_simulator_is_deterministic_for_a_seed() -> None:
