@@ -128,6 +128,8 @@ class DeviceDecoder:
             value = raw
         else:
             value = raw * point.scale + point.offset
+        if isinstance(value, int) and not -2**63 <= value < 2**63:
+            value = float(value)  # a uint64 above int64 cannot be stored as an integer
         if spec.kind == "int":
             value = round(value)
         elif spec.kind == "float" and isinstance(value, float):

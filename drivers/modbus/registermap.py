@@ -298,8 +298,10 @@ def _check(cfg: RegisterMapConfig) -> list[tuple[Loc, str]]:  # noqa: C901, PLR0
             other_bit_level = o_bit is not None or o_event
             if bit_level and other_bit_level and (is_event != o_event or bit != o_bit):
                 continue  # different bits of one word, or a metric and an event of one bit
-            where = f"{function} {start}" + (f" bit {bit}" if bit is not None else "")
-            problems.append((loc, f"{where} overlaps {o_label} (from {function} {o_start}); "
+            def span(lo: int, hi: int) -> str:
+                return f"{function} {lo}" + (f"..{hi - 1}" if hi - lo > 1 else "")
+            where = span(start, end) + (f" bit {bit}" if bit is not None else "")
+            problems.append((loc, f"{where} overlaps {o_label} at {span(o_start, o_end)}; "
                                   "give each entry its own address / 地址重叠"))
             return
         spans.setdefault(function, []).append((start, end, bit, label, is_event))
@@ -309,8 +311,8 @@ def _check(cfg: RegisterMapConfig) -> list[tuple[Loc, str]]:  # noqa: C901, PLR0
         spec = metrics.get(p.metric)
         if spec is None:
             problems.append(((*loc, "metric"), f"unknown {kind} metric {p.metric!r}"
-                             f"{_hint(p.metric, metrics)}; known: {', '.join(metrics)} "
-                             "/ 未知指标"))
+                             f"{_hint(p.metric, metrics) or '; known: ' + ', '.join(metrics)}"
+                             " / 未知指标"))
         elif p.metric in first_metric:
             problems.append(((*loc, "metric"), f"metric {p.metric!r} is already read by "
                              f"points[{first_metric[p.metric]}]; read each metric once "
