@@ -333,6 +333,11 @@ class ModbusDriver:
         offline = sum(1 for s in self._devices.values() if s.breaker.online is False)
         return self._metrics.snapshot(online=online, offline=offline)
 
+    @property
+    def bus_metrics(self) -> BusMetrics:
+        """The live counters and sample windows behind ``metrics()`` (read them, don't write)."""
+        return self._metrics
+
     def online(self, device_id: str) -> bool | None:
         """True/False once known; None before the first answer or offline declaration."""
         return self._devices[device_id].breaker.online

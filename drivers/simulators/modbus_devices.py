@@ -204,3 +204,56 @@ class ModbusSimulator:
             await self._server.shutdown()
             self._server = None
             await asyncio.sleep(0)  # let the transports deliver their close
+
+
+_FACTORIES = {"water_tank": water_tank_controller, "parking_barrier": barrier_controller,
+              "elevator": elevator_monitor}
+
+
+async def _serve(args: Any) -> None:
+    import json  # noqa: PLC0415 - only the command line needs it
+    import sys  # noqa: PLC0415
+
+    factory = _FACTORIES[args.kind]
+    sims: list[ModbusSimulator] = []
+    if args.serial:
+        sim = ModbusSimulator({a: factory() for a in range(1, args.count + 1)})
+        await sim.start_serial(args.serial, baudrate=args.baudrate)
+        sims.append(sim)
+        print(json.dumps({"serial": args.serial, "addresses": list(range(1, args.count + 1))}))
+    else:
+        ports = []
+        for _ in range(args.count):
+            sim = ModbusSimulator({1: factory()})
+            ports.append(await sim.start_tcp(args.host))
+            sims.append(sim)
+        print(json.dumps({"host": args.host, "ports": ports}))
+    sys.stdout.flush()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for sim in sims:
+            await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m drivers.simulators.modbus_devices --count 200`` serves 200 devices, each
+    on its own TCP port (printed as JSON on one line), until interrupted; ``--serial PATH``
+    serves ``--count`` devices (addresses 1..N) on one serial line instead."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--kind", choices=sorted(_FACTORIES), default="water_tank")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--serial", help="serial port (e.g. one end of a socat pty pair)")
+    parser.add_argument("--baudrate", type=int, default=19200)
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
