@@ -68,6 +68,7 @@ class ModbusBusConfig(_Strict):
     max_registers_per_read: int = Field(125, ge=1, le=125)
     max_read_gap: int = Field(0, ge=0, le=100)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    trace_frames: bool = False  # log every raw frame (hex) at DEBUG: for commissioning
 
     @model_validator(mode="after")
     def _endpoint(self) -> Self:

@@ -101,6 +101,11 @@ def _reason(exc: DriverError) -> str:
 def _new_client(bus: ModbusBusConfig) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
     common: dict[str, Any] = {"name": f"modbus.{bus.id}", "timeout": bus.timeout_s,
                               "retries": 0, "reconnect_delay": 0}
+    if bus.trace_frames:
+        def trace(sending: bool, data: bytes) -> bytes:  # noqa: FBT001 - pymodbus's signature
+            log.debug("modbus.%s %s %s", bus.id, ">>" if sending else "<<", data.hex(" "))
+            return data
+        common["trace_packet"] = trace
     client: AsyncModbusTcpClient | AsyncModbusSerialClient
     if bus.transport == "rtu":
         client = AsyncModbusSerialClient(

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.datastore.context import ModbusBaseDeviceContext
 from pymodbus.framer import FramerType
@@ -47,6 +48,11 @@ class SimulatedDevice(ModbusBaseDeviceContext):
         self.map = register_map
         self.tables: dict[str, dict[int, int | bool]] = {"c": {}, "d": {}, "h": {}, "i": {}}
         self.writes: list[tuple[str, int, list[int | bool]]] = []
+        self.refusal: ExcCodes | None = None
+
+    def refuse(self, code: ExcCodes | None = ExcCodes.DEVICE_FAILURE) -> None:
+        """Answer every request with this Modbus exception (None: answer normally again)."""
+        self.refusal = code
 
     def reset(self) -> None:
         for table in self.tables.values():
@@ -55,6 +61,8 @@ class SimulatedDevice(ModbusBaseDeviceContext):
     # pymodbus datastore interface (0-based wire addresses)
     def getValues(self, func_code: int, address: int, count: int = 1  # noqa: N802
                   ) -> list[int] | list[bool]:
+        if self.refusal is not None:
+            return self.refusal  # type: ignore[return-value]
         key = self.decode(func_code)
         table = self.tables[key]
         default: int | bool = False if key in "cd" else 0

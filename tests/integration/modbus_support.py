@@ -8,6 +8,8 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import pytest
+
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.driver import ModbusDevice, ModbusDriver
 from drivers.modbus.registermap import RegisterMap, compile_map, parse_map
@@ -173,3 +175,16 @@ def first_values(rec: Recorder, device_id: str) -> dict[str, object]:
     for r in rec.readings(device_id):
         out.setdefault(r.metric, r.value)
     return out
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running (a driver, a reconnect, a server handler),
+    as pymodbus's own suite does; import it into a test module to apply it there."""
+    before = asyncio.all_tasks()
+    yield
+    for _ in range(3):  # let cancelled tasks and closed transports finish their callbacks
+        await asyncio.sleep(0)
+    leaked = [t.get_name() for t in asyncio.all_tasks() - before
+              if t is not asyncio.current_task() and not t.done()]
+    assert not leaked, f"tasks left running: {leaked}"

@@ -13,11 +13,12 @@ import pytest
 from drivers.modbus.config import ModbusBusConfig
 from drivers.simulators.modbus_devices import ModbusSimulator, elevator_monitor, shipped_map
 from gateway.types import DeviceKind
-from tests.integration.modbus_support import (
+from tests.integration.modbus_support import (  # noqa: F401 - no_leaked_tasks is a fixture
     Recorder,
     all_types_setup,
     first_values,
     modbus_device,
+    no_leaked_tasks,
     running,
 )
 

@@ -3,7 +3,16 @@ over TCP, as a serial-to-Ethernet converter speaks)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import pytest
+
 from drivers.modbus.config import ModbusBusConfig
+from drivers.modbus.driver import build_drivers
+from drivers.modbus.registermap import load_maps
 from drivers.simulators.modbus_devices import (
     ModbusSimulator,
     barrier_controller,
@@ -11,12 +20,14 @@ from drivers.simulators.modbus_devices import (
     shipped_map,
     water_tank_controller,
 )
+from gateway.config import load_config
 from gateway.types import Command, DeviceKind, Quality
-from tests.integration.modbus_support import (
+from tests.integration.modbus_support import (  # noqa: F401 - no_leaked_tasks is a fixture
     Recorder,
     all_types_setup,
     first_values,
     modbus_device,
+    no_leaked_tasks,
     running,
 )
 
@@ -144,7 +155,8 @@ async def test_tcp_command_to_a_silent_device_fails_with_the_reason() -> None:
     assert result.detail.startswith("modbus.tcp-test/tank-1: write coil 0: no answer within 0.2 s")
 
 
-async def test_rtu_over_tcp_converter_is_polled() -> None:
+async def test_rtu_over_tcp_converter_is_polled(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="drivers.modbus.driver")
     sim = ModbusSimulator({1: water_tank_controller(level_pct=71.3), 2: elevator_monitor()})
     port = await sim.start_tcp(framing="rtu")
     rec = Recorder()
@@ -154,10 +166,72 @@ async def test_rtu_over_tcp_converter_is_polled() -> None:
         modbus_device("lift-1", DeviceKind.ELEVATOR, 2, shipped_map("elevator-monitor"), 0.3),
     ]
     try:
-        async with running(_bus(port, transport="rtu_over_tcp"), devices, rec):
+        async with running(_bus(port, transport="rtu_over_tcp", trace_frames=True), devices,
+                           rec):
             await rec.wait_for(lambda r: r.good("tank-1", "level_pct")
                                and r.good("lift-1", "mode"))
     finally:
         await sim.stop()
     assert rec.good("tank-1", "level_pct")[0].value == 71.3
     assert rec.good("lift-1", "mode")[0].value == "normal"
+    # RTU frame to device 1, read input registers (4) from 0, count 10, then the CRC
+    assert any(m.startswith("modbus.tcp-test >> 01 04 00 00 00 0a ")
+               for m in caplog.messages), caplog.messages[:5]
+
+
+async def test_tcp_exception_answers_take_a_device_offline_with_that_reason() -> None:
+    tank = water_tank_controller()
+    sim = ModbusSimulator({1: tank})
+    port = await sim.start_tcp()
+    rec = Recorder()
+    device = modbus_device("tank-1", DeviceKind.WATER_TANK, 1,
+                           shipped_map("water-tank-controller"), 0.1)
+    try:
+        async with running(_bus(port), [device], rec) as driver:
+            await rec.wait_for(lambda r: bool(r.good("tank-1", "ph")))
+            tank.refuse()
+            await rec.wait_for(lambda r: bool(r.events("device.offline", "tank-1")))
+            tank.refuse(None)
+            await rec.wait_for(lambda r: bool(r.events("device.online", "tank-1")))
+            metrics = driver.metrics()
+    finally:
+        await sim.stop()
+    (offline,) = rec.events("device.offline", "tank-1")
+    assert offline.attributes == {"reason": "exception_response"}
+    assert metrics["failures"]["exception_response"] >= 2
+    assert metrics["failures"]["timeout"] == 0
+
+
+async def test_build_drivers_from_a_gateway_config_file(tmp_path: Path) -> None:
+    sim = ModbusSimulator({4: barrier_controller(zone_occupancy=97)})
+    port = await sim.start_tcp()
+    (tmp_path / "gateway.yaml").write_text(f"""\
+site: {{id: estate-a}}
+modbus_buses:
+  - {{id: car-park, transport: tcp, host: 127.0.0.1, port: {port}, timeout_s: 0.2}}
+devices:
+  - id: gate-1
+    kind: parking_barrier
+    location: {{building: P1}}
+    transport: modbus
+    modbus: {{bus: car-park, device_address: 4, register_map: barrier-controller,
+             poll_interval_s: 0.5}}
+""", encoding="utf-8")
+    cfg = load_config(tmp_path / "gateway.yaml")
+    rec = Recorder()
+    drivers = build_drivers(
+        cfg.modbus_buses,
+        [(d.to_device(), d.modbus) for d in cfg.devices if d.modbus is not None],
+        load_maps([tmp_path / d for d in cfg.modbus_map_dirs]),
+        rec,
+    )
+    assert [(d.id, d.device_ids) for d in drivers] == [("modbus.car-park", ["gate-1"])]
+    task = asyncio.create_task(drivers[0].run(), name="driver[modbus.car-park]")
+    try:
+        await rec.wait_for(lambda r: bool(r.good("gate-1", "zone_occupancy")))
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sim.stop()
+    assert rec.good("gate-1", "zone_occupancy")[0].value == 97
