@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
 from drivers.modbus.config import cross_check as modbus_cross_check
-from drivers.modbus.registermap import MapError, load_maps
+from drivers.modbus.mapfile import MapError, load_maps
 from gateway.errors import ConfigError
 from gateway.types import Device, DeviceKind, Location
 from gateway.vocabulary import EVENTS, METRICS

@@ -40,7 +40,8 @@ from pymodbus.framer import FramerType
 
 from drivers.base import Sink
 from drivers.modbus.breaker import Breaker, Transition
-from drivers.modbus.codec import ReadRequest, encode_registers, register_count
+from drivers.modbus.codec import ReadRequest, register_count
+from drivers.modbus.commands import command_raw, release_raw
 from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
 from drivers.modbus.decoder import DeviceDecoder, event_id
 from drivers.modbus.metrics import BusMetrics
@@ -455,13 +456,13 @@ class ModbusDriver:
                                  detail=f"{self.id}/{dev.device.id}: unknown action "
                                         f"{command.action!r}; known: {known}")
         try:
-            raw = self._encode(spec, command, dev.device.id)
+            raw = self._raw(spec, command, dev.device.id)
             await self._conn.write(dev, spec, raw)
             if spec.verify:
                 await self._verify(dev, spec, raw)
             if spec.pulse_s is not None:
                 await self._clock.sleep(spec.pulse_s)
-                release = self._raw(spec, spec.release_value, dev.device.id)
+                release = self._raw(spec, None, dev.device.id)
                 await self._conn.write(dev, spec, release)
         except DriverError as exc:
             log.warning("%s: command %s %r failed: %s", self.id, command.command_id,
@@ -472,31 +473,10 @@ class ModbusDriver:
             f", released after {spec.pulse_s:g} s" if spec.pulse_s else "")
         return CommandResult(command.command_id, ok=True, detail=detail)
 
-    def _encode(self, spec: WriteSpec, command: Command, device_id: str) -> bool | list[int]:
-        value = spec.value if spec.value is not None else command.args.get("value")
-        if value is None:
-            raise _error(CommandRejected, "rejected", self.id,
-                         f"action {spec.action!r} needs args.value", device_id)
-        if spec.value is None and not isinstance(value, bool | int | float):
-            raise _error(CommandRejected, "rejected", self.id,
-                         f"action {spec.action!r}: value {value!r} is not a number", device_id)
-        if isinstance(value, int | float) and not isinstance(value, bool) and (
-                (spec.min is not None and value < spec.min)
-                or (spec.max is not None and value > spec.max)):
-            raise _error(CommandRejected, "rejected", self.id,
-                         f"action {spec.action!r}: value {value} outside {spec.min}..{spec.max}",
-                         device_id)
-        return self._raw(spec, value, device_id)
-
-    def _raw(self, spec: WriteSpec, value: Any, device_id: str) -> bool | list[int]:
-        if spec.function == "coil":
-            return bool(value)
-        number = (float(value) - spec.offset) / spec.scale
-        if spec.data_type not in ("float32", "float64"):
-            number = round(number)
+    def _raw(self, spec: WriteSpec, command: Command | None, device_id: str
+             ) -> bool | list[int]:
         try:
-            return encode_registers(number, spec.data_type, byte_order=spec.byte_order,
-                                    word_order=spec.word_order)
+            return command_raw(spec, command.args) if command else release_raw(spec)
         except ValueError as exc:
             raise _error(CommandRejected, "rejected", self.id,
                          f"action {spec.action!r}: {exc}", device_id) from None

@@ -22,7 +22,8 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from drivers.modbus.codec import encode_registers
-from drivers.modbus.registermap import RegisterMap, compile_map, load_maps
+from drivers.modbus.mapfile import load_maps
+from drivers.modbus.registermap import RegisterMap, compile_map
 
 __all__ = [
     "ModbusSimulator",
@@ -44,8 +45,10 @@ def shipped_map(map_id: str) -> RegisterMap:
 class SimulatedDevice(ModbusBaseDeviceContext):
     """One device's four tables, sparse (unset addresses read 0); records every write."""
 
-    def __init__(self, register_map: RegisterMap | None = None) -> None:
+    def __init__(self, register_map: RegisterMap | None = None, *,
+                 line_char_s: float = 0.0) -> None:
         self.map = register_map
+        self.line_char_s = line_char_s  # > 0: answer only after the frames' time on a real line
         self.tables: dict[str, dict[int, int | bool]] = {"c": {}, "d": {}, "h": {}, "i": {}}
         self.writes: list[tuple[str, int, list[int | bool]]] = []
         self.refusal: ExcCodes | None = None
@@ -57,6 +60,15 @@ class SimulatedDevice(ModbusBaseDeviceContext):
     def reset(self) -> None:
         for table in self.tables.values():
             table.clear()
+
+    async def async_getValues(self, func_code: int, address: int,  # noqa: N802
+                              count: int = 1) -> list[int] | list[bool]:
+        if self.line_char_s > 0:
+            # request (8) + response (5 + data) characters, plus the 3.5-character silence
+            # after each, as an RS-485 line at that speed would take
+            data = (count + 7) // 8 if self.decode(func_code) in "cd" else 2 * count
+            await asyncio.sleep((8 + 5 + data + 7) * self.line_char_s)
+        return self.getValues(func_code, address, count)
 
     # pymodbus datastore interface (0-based wire addresses)
     def getValues(self, func_code: int, address: int, count: int = 1  # noqa: N802
@@ -128,9 +140,9 @@ class SimulatedDevice(ModbusBaseDeviceContext):
         self.set_registers(word.function, word.address, regs)  # type: ignore[arg-type]
 
 
-def water_tank_controller(**overrides: Any) -> SimulatedDevice:
+def water_tank_controller(*, line_char_s: float = 0.0, **overrides: Any) -> SimulatedDevice:
     """A tank at 62.5 %, pump running, drinking-water quality within GB 5749-2022."""
-    dev = SimulatedDevice(shipped_map("water-tank-controller"))
+    dev = SimulatedDevice(shipped_map("water-tank-controller"), line_char_s=line_char_s)
     values = {"level_pct": 62.5, "level_m": 2.5, "inlet_pressure_mpa": 0.25,
               "outlet_pressure_mpa": 0.45, "vfd_frequency_hz": 42.5, "turbidity_ntu": 0.3,
               "free_chlorine_mgl": 0.4, "ph": 7.2, "pump_running": True, "pump_fault": False,
@@ -140,9 +152,9 @@ def water_tank_controller(**overrides: Any) -> SimulatedDevice:
     return dev
 
 
-def barrier_controller(**overrides: Any) -> SimulatedDevice:
+def barrier_controller(*, line_char_s: float = 0.0, **overrides: Any) -> SimulatedDevice:
     """A closed barrier with a healthy loop, 80 of 109 spaces taken."""
-    dev = SimulatedDevice(shipped_map("barrier-controller"))
+    dev = SimulatedDevice(shipped_map("barrier-controller"), line_char_s=line_char_s)
     values = {"barrier_state": "closed", "open_s": 0, "zone_occupancy": 80,
               "zone_capacity": 109, "loop_ok": True} | overrides
     for metric, value in values.items():
@@ -150,9 +162,9 @@ def barrier_controller(**overrides: Any) -> SimulatedDevice:
     return dev
 
 
-def elevator_monitor(**overrides: Any) -> SimulatedDevice:
+def elevator_monitor(*, line_char_s: float = 0.0, **overrides: Any) -> SimulatedDevice:
     """A car idle at floor 3, doors closed, in normal service."""
-    dev = SimulatedDevice(shipped_map("elevator-monitor"))
+    dev = SimulatedDevice(shipped_map("elevator-monitor"), line_char_s=line_char_s)
     values = {"floor": 3, "direction": "idle", "door_state": "closed", "mode": "normal",
               "car_speed_mps": 0.0, "load_pct": 0.0, "in_service": True,
               "occupied": False} | overrides
@@ -225,7 +237,8 @@ async def _serve(args: Any) -> None:
     factory = _FACTORIES[args.kind]
     sims: list[ModbusSimulator] = []
     if args.serial:
-        sim = ModbusSimulator({a: factory() for a in range(1, args.count + 1)})
+        char_s = 10.0 / args.baudrate if args.pace else 0.0  # 8N1: 10 bits a character
+        sim = ModbusSimulator({a: factory(line_char_s=char_s) for a in range(1, args.count + 1)})
         await sim.start_serial(args.serial, baudrate=args.baudrate)
         sims.append(sim)
         print(json.dumps({"serial": args.serial, "addresses": list(range(1, args.count + 1))}))
@@ -256,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--serial", help="serial port (e.g. one end of a socat pty pair)")
     parser.add_argument("--baudrate", type=int, default=19200)
+    parser.add_argument("--pace", action="store_true",
+                        help="answer only after the time the frames take at --baudrate")
     args = parser.parse_args(argv)
     try:
         asyncio.run(_serve(args))

@@ -12,7 +12,8 @@ import pytest
 
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.driver import ModbusDevice, ModbusDriver
-from drivers.modbus.registermap import RegisterMap, compile_map, parse_map
+from drivers.modbus.mapfile import parse_map
+from drivers.modbus.registermap import RegisterMap, compile_map
 from drivers.simulators.modbus_devices import SimulatedDevice
 from gateway.types import (
     Device,

@@ -12,7 +12,7 @@ import pytest
 
 from drivers.modbus.config import ModbusBusConfig
 from drivers.modbus.driver import build_drivers
-from drivers.modbus.registermap import load_maps
+from drivers.modbus.mapfile import load_maps
 from drivers.simulators.modbus_devices import (
     ModbusSimulator,
     barrier_controller,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.registermap import MapError, compile_map, load_map, load_maps
+from drivers.modbus.mapfile import MapError, load_map, load_maps
+from drivers.modbus.registermap import compile_map
 
 
 def _refusal(tmp_path: Path, text: str) -> list[str]:
