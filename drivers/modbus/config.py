@@ -63,6 +63,7 @@ class ModbusBusConfig(_Strict):
     parity: Literal["none", "even", "odd"] = "none"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
+    local_echo: bool = False  # the RS-485 adapter echoes what it sends: drop the echo
     timeout_s: float = Field(1.0, gt=0, le=30)
     inter_frame_gap_ms: float | None = Field(None, ge=0, le=1000)
     max_registers_per_read: int = Field(125, ge=1, le=125)

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -111,7 +111,8 @@ def _new_client(bus: ModbusBusConfig) -> AsyncModbusTcpClient | AsyncModbusSeria
     if bus.transport == "rtu":
         client = AsyncModbusSerialClient(
             bus.serial_port or "", framer=FramerType.RTU, baudrate=bus.baudrate,
-            bytesize=bus.bytesize, parity=_PARITY[bus.parity], stopbits=bus.stopbits, **common)
+            bytesize=bus.bytesize, parity=_PARITY[bus.parity], stopbits=bus.stopbits,
+            handle_local_echo=bus.local_echo, **common)
     else:
         framer = FramerType.RTU if bus.transport == "rtu_over_tcp" else FramerType.SOCKET
         client = AsyncModbusTcpClient(bus.host or "", port=bus.tcp_port, framer=framer,
@@ -281,8 +282,6 @@ class _DeviceState:
     dev: ModbusDevice
     decoder: DeviceDecoder
     breaker: Breaker
-    last_reason: str = ""
-    polls: int = field(default=0)
 
 
 class ModbusDriver:
@@ -421,7 +420,6 @@ class ModbusDriver:
 
     async def _failed(self, state: _DeviceState, reason: str, detail: str) -> None:
         self._metrics.failures[reason] += 1
-        state.last_reason = reason
         transition = state.breaker.failure(self._clock.monotonic())
         if transition is not Transition.OFFLINE:
             log.debug("%s: %s", self.id, detail)
