@@ -245,16 +245,22 @@ def main() -> None:
     parser.add_argument("--baudrate", type=int, default=9600)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     tcp = asyncio.run(tcp_run(args.tcp_devices, args.interval, args.seconds))
     rtu = asyncio.run(rtu_run(args.rtu_devices, args.rtu_seconds, args.baudrate, pace=False))
     paced = asyncio.run(rtu_run(args.rtu_devices, args.rtu_seconds, args.baudrate, pace=True))
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "processor": platform.processor() or "?"},
+                    "cpus": os.cpu_count(), "processor": platform.processor() or "?",
+                    # other work on the machine shows up as lag: record how busy it was
+                    "loadavg_1m_before": round(load_before[0], 2),
+                    "loadavg_1m_after": round(os.getloadavg()[0], 2)},
         "tcp": tcp, "rtu": rtu, "rtu_paced": paced,
     }
     print(_table(tcp, rtu, paced))
+    print(f"load average (1 min) before / after: {result['machine']['loadavg_1m_before']} / "
+          f"{result['machine']['loadavg_1m_after']} on {os.cpu_count()} CPUs")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nwritten to {args.out}")
