@@ -135,6 +135,7 @@ class _Connection:
         self.up: bool | None = None
         self.silent_in_a_row = 0
         self.silent_limit = max(3, device_count)
+        self._silence_logged = False
         self._last_end = float("-inf")
         self._connect_backoff = Breaker(1, bus.breaker.backoff_min_s,
                                         bus.breaker.backoff_max_s, rng)
@@ -229,6 +230,7 @@ class _Connection:
             finally:
                 self._last_end = self.clock.monotonic()
             self.silent_in_a_row = 0
+            self._silence_logged = False
             if response.isError():
                 code = getattr(response, "exception_code", "?")
                 raise _error(DecodeError, "exception_response", self.driver_id,
@@ -239,8 +241,11 @@ class _Connection:
         """Every request of a whole round timed out: assume a half-open link and rebuild."""
         self.silent_in_a_row += 1
         if self.silent_in_a_row >= self.silent_limit:
-            log.warning("%s: %d requests in a row unanswered on %s; reconnecting",
-                        self.driver_id, self.silent_in_a_row, self._where())
+            # once per silence: a converter whose devices are all dead would repeat it
+            log.log(logging.DEBUG if self._silence_logged else logging.WARNING,
+                    "%s: %d requests in a row unanswered on %s; reconnecting",
+                    self.driver_id, self.silent_in_a_row, self._where())
+            self._silence_logged = True
             self.silent_in_a_row = 0
             self.close()
 

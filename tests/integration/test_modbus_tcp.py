@@ -235,3 +235,32 @@ devices:
             await task
         await sim.stop()
     assert rec.good("gate-1", "zone_occupancy")[0].value == 97
+
+
+async def test_tcp_link_that_answers_nothing_is_rebuilt(caplog: pytest.LogCaptureFixture) -> None:
+    """A converter that keeps the TCP link but passes no answers (half-open after a reboot)
+    gets a fresh client once a whole round of requests went unanswered."""
+    sim = ModbusSimulator({1: water_tank_controller()})
+    port = await sim.start_tcp()
+    rec = Recorder()
+    device = modbus_device("tank-1", DeviceKind.WATER_TANK, 1,
+                           shipped_map("water-tank-controller"), 0.3)
+    bus = _bus(port, breaker={"failures_to_offline": 3, "backoff_min_s": 0.1,
+                              "backoff_max_s": 0.5})
+    try:
+        async with running(bus, [device], rec) as driver:
+            await rec.wait_for(lambda r: bool(r.good("tank-1", "ph")))
+            sim.silence(1)
+            # the third unanswered request both takes the device offline and drops the link
+            await rec.wait_for(lambda r: bool(r.events("device.offline", "tank-1")))
+            sim.answer(1)
+            await rec.wait_for(lambda r: bool(r.events("device.online", "tank-1")))
+            metrics = driver.metrics()
+    finally:
+        await sim.stop()
+    assert metrics["reconnect_attempts"] == 1
+    assert metrics["failures"]["timeout"] >= 3
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "drivers.modbus.driver" and r.levelname == "WARNING"]
+    assert warnings == [f"modbus.tcp-test: 3 requests in a row unanswered on 127.0.0.1:{port}; "
+                        "reconnecting"]
