@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
+from drivers.modbus.config import cross_check as modbus_cross_check
+from drivers.modbus.mapfile import MapError, load_maps
 from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
 from gateway.types import Device, DeviceKind, Location
@@ -110,6 +113,7 @@ class DeviceConfig(_Strict):
     profile: str = "native"
     name: str = ""
     tags: list[str] = Field(default_factory=list)
+    modbus: ModbusBindingConfig | None = None
 
     def to_device(self) -> Device:
         loc = self.location
@@ -133,7 +137,9 @@ class GatewayConfig(_Strict):
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
-    profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles; see docs/devices.md
+    modbus_buses: list[ModbusBusConfig] = Field(default_factory=list)
+    modbus_map_dirs: list[str] = Field(default_factory=list)  # relative to this file
+    profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles, likewise
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]
@@ -354,24 +360,30 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             where = _locate(smap, clean, file)
             lines.append(f"{where}: {_fmt_path(list(clean), data)}: {msg}")
         raise ConfigError(file, lines) from None
-    crossed = _cross_check(cfg)
-    cfg, profile_refs, profile_files = _check_profiles(cfg, file)
+    crossed, map_problems = _cross_check(cfg), []
+    profile_refs, profile_files = _check_profiles(cfg, file)
     crossed += profile_refs
-    if crossed or profile_files:
+    if cfg.modbus_buses or cfg.modbus_map_dirs or any(d.modbus for d in cfg.devices) or any(
+            d.transport == "modbus" for d in cfg.devices):
+        try:  # the Modbus checks live with the driver; maps are refused with their own lines
+            maps = load_maps([Path(file).parent / d for d in cfg.modbus_map_dirs])
+            crossed += modbus_cross_check(cfg.modbus_buses, cfg.devices, maps)
+        except MapError as exc:
+            map_problems = exc.problems
+    if crossed or map_problems or profile_files:
         raise ConfigError(file, [f"{_locate(smap, loc, file)}: {_fmt_path(list(loc), data)}: {m}"
-                                 for loc, m in crossed] + profile_files)
+                                 for loc, m in crossed] + profile_files + map_problems)
     return cfg
 
 
 def _check_profiles(cfg: GatewayConfig, file: str) -> tuple[
-        GatewayConfig, list[tuple[tuple[str | int, ...], str]], list[str]]:
+        list[tuple[tuple[str | int, ...], str]], list[str]]:
     """Load every payload profile (shipped and ``profile_dirs``, relative to the config file)
     and check each MQTT device names one of its kind; profile files report their own lines."""
     dirs = [str(Path(file).parent / d) for d in cfg.profile_dirs]
     problems: list[tuple[tuple[str | int, ...], str]] = [
         (("profile_dirs", i), f"folder {d!r} not found (looked in {dirs[i]}) / 找不到模板目录")
         for i, d in enumerate(cfg.profile_dirs) if not Path(dirs[i]).is_dir()]
-    cfg = cfg.model_copy(update={"profile_dirs": dirs})
     profiles, files = load_profiles([Path(d) for d in dirs if Path(d).is_dir()])
     for i, dev in enumerate(cfg.devices):
         found = profiles.get(profile_key(dev.kind, dev.profile))
@@ -385,7 +397,7 @@ def _check_profiles(cfg: GatewayConfig, file: str) -> tuple[
         problems.append((("devices", i, "profile"),
                          f"unknown {dev.kind.value} profile {dev.profile!r}{hint}; expected one "
                          f"of {', '.join(known)} (or add a file to profile_dirs) / 未知报文模板"))
-    return cfg, problems, files
+    return problems, files
 
 
 def load_config(path: str | Path) -> GatewayConfig:

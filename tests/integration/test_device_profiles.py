@@ -65,7 +65,7 @@ def test_vendor_payloads_of_every_kind_reach_store_events_and_alarms(tmp_path: P
                        data_dir=tmp_path / "data", devices=devices, rules=rules,
                        extra={"profile_dirs": ["vendors"]})
     parsed = load_config(cfg)
-    profiles = builtin_profiles([Path(d) for d in parsed.profile_dirs])
+    profiles = builtin_profiles([cfg.parent / d for d in parsed.profile_dirs])
     sims = [make_simulator(d.to_device(), profile=profiles[f"{d.kind.value}.{d.profile}"])
             for d in parsed.devices]
     rng = random.Random(3)
