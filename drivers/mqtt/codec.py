@@ -3,6 +3,10 @@
 Topic scheme: ``<prefix>/<site>/<building>/<kind>/<device>/<channel>`` where channel is
 ``telemetry``, ``event`` or ``status``. Anything the codec cannot use becomes a
 ``Rejection`` with a reason from ``REASONS``; the driver counts and keeps it.
+
+The payload is read through the device's profile (``drivers.profiles``): where the time and
+the values are, vendor field → metric (nested fields as dotted keys, code maps, bits of a
+word, scale and unit), vendor event code (or flag word) → vocabulary event, attributes.
 """
 
 from __future__ import annotations
