@@ -47,6 +47,7 @@ __all__ = ["QUEUE_MAX", "StreamHub", "Tickets", "sse"]
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 1000
+IDLE_STOP_S = 60.0
 RESYNC: dict[str, Any] = {"event": "resync"}
 RAISED = "active_unacknowledged"
 
@@ -148,6 +149,7 @@ class StreamHub:
             return
         since = self.runtime.clock.now() - self.flood_window_s
         self._raised = deque(await asyncio.to_thread(self._raised_since, since))
+        self._flood_sent = len(self._raised)  # snapshots carry it; send changes only
         self._task = asyncio.create_task(self._run(self.runtime.state.last_seq),
                                          name="console.stream")
 
@@ -164,9 +166,24 @@ class StreamHub:
         for sub in list(self._subs):
             sub.put(msg)
 
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _run(self, cursor: int) -> None:
+        """Follow the journal while anyone listens; stop after ``IDLE_STOP_S`` alone."""
         rt = self.runtime
+        alone_since: float | None = None
         while True:
+            if self._subs:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.monotonic()
+            elif time.monotonic() - alone_since > IDLE_STOP_S:
+                return  # the next subscriber starts it again
             entries = await asyncio.to_thread(rt.state.journal_sync, cursor, 500)
             if not entries:
                 self._send_flood()

@@ -54,6 +54,9 @@ RULES = [
      "select": {"kind": "water_tank"}, "priority": "high",
      "when": {"type": "threshold", "metric": "level_pct", "below": 20, "clear": 25,
               "for_s": 0}},
+    {"id": "barrier-open-too-long", "name": "道闸抬杆超时 / Barrier open too long",
+     "select": {"kind": "parking_barrier"}, "priority": "medium",
+     "when": {"type": "threshold", "metric": "open_s", "above": 300, "clear": 0, "for_s": 0}},
 ]
 
 
@@ -299,13 +302,15 @@ def test_screenshots_of_alarms_board_and_device_page(estate: Estate, no_console_
     for i in range(40):  # a tank draining over the last 40 minutes, then low
         estate.telemetry("tank-b1", now - (40 - i) * 60, level_pct=round(62 - i * 1.2, 1),
                          pump_running=False, outlet_pressure_mpa=0.3, ph=7.2)
-    estate.telemetry("barrier-p1-in", now, barrier_state="closed", open_s=0.0,
+    estate.telemetry("barrier-p1-in", now, barrier_state="open", open_s=420.0,
                      zone_occupancy=61, zone_capacity=109, loop_ok=True)
+    estate.event("lift-b3-2", "elevator.entrapment", floor=7)
+    estate.event("door-b3-roof", "door.forced_open")
     estate.telemetry("lift-b3-2", now, mode="normal", floor=7, direction="idle",
                      door_state="closed", car_speed_mps=0.0, in_service=False)
-    wait_until(lambda: any(a["alarm_id"] == "tank-level-low:tank-b1"
-                           for a in estate.gw.get("/api/v1/alarms").json()), timeout=10,
-               what="tank alarm")
+    wait_until(lambda: {"tank-level-low:tank-b1", "barrier-open-too-long:barrier-p1-in"}
+               <= {a["alarm_id"] for a in estate.gw.get("/api/v1/alarms").json()},
+               timeout=10, what="tank and barrier alarms")
     shots = []
     for lang, locale in (("zh", "zh-CN"), ("en", "en-US")):
         page = estate.page(locale=locale)

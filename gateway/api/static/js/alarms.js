@@ -56,6 +56,7 @@ export function renderAlarmView(main) {
 }
 
 export function alarmRow(a, { withDevice = true } = {}) {
+  const compact = !withDevice; // on a device's page: no building, device or count columns
   const dev = deviceById(a.device_id);
   const acts = [];
   const op = canOperate();
@@ -72,10 +73,10 @@ export function alarmRow(a, { withDevice = true } = {}) {
     <td data-th="${esc(t('priority'))}"><span class="prio p${a.priority}">${esc(label('priority', a.priority))}</span></td>
     <td data-th="${esc(t('time'))}" title="${esc(ago(a.last_raised_at))}">${esc(fmtTime(a.last_raised_at))}</td>
     <td data-th="${esc(t('state'))}" class="state">${esc(label('state', a.state))}</td>
-    <td data-th="${esc(t('building'))}">${esc(a.building || (dev && dev.building) || '')}</td>
-    <td data-th="${esc(t('device'))}">${esc(deviceName(a.device_id))}<div class="sub">${esc(label('kind', a.device_kind))}</div></td>
+    ${compact ? '' : `<td data-th="${esc(t('building'))}">${esc(a.building || (dev && dev.building) || '')}</td>
+    <td data-th="${esc(t('device'))}">${esc(deviceName(a.device_id))}<div class="sub">${esc(label('kind', a.device_kind))}</div></td>`}
     <td data-th="${esc(t('message'))}" class="msg">${esc(bilingual(a.message))}${value}${shelvedNote}</td>
-    <td data-th="${esc(t('count'))}">${a.count}</td>
+    ${compact ? '' : `<td data-th="${esc(t('count'))}">${a.count}</td>`}
     <td class="actions">${acts.map(([act, text, cls]) => `<button type="button" class="${cls}" data-action="${act}">${esc(text)}</button>`).join('')}</td></tr>`;
 }
 

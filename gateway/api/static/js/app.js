@@ -97,9 +97,9 @@ function updateIndicators() {
   }
   const silenceBtn = document.getElementById('silence');
   if (silenceBtn) {
-    const quiet = sound.isSilenced(open);
-    silenceBtn.classList.toggle('ringing', !quiet);
-    silenceBtn.textContent = quiet && unacked.length ? t('silenced') : t('silence');
+    const n = sound.silencedCount(open);
+    silenceBtn.classList.toggle('ringing', sound.ringing(open));
+    silenceBtn.textContent = n ? `${t('silenced')} (${n})` : t('silence');
   }
   const banner = document.getElementById('flood');
   const f = state.flood;

@@ -48,7 +48,7 @@ export function lineChart(points, { unit = '', from, to, emptyText = '' } = {}) 
   const xs = xTicks.map((x, i) => `<text class="tick" x="${sx(x)}" y="${H - 8}" text-anchor="${i === 0 ? 'start' : i === 4 ? 'end' : 'middle'}">`
     + `${esc(fmtTime(x, { date: x1 - x0 > 86400, seconds: x1 - x0 < 600 }))}</text>`).join('');
   const last = data[data.length - 1];
-  const unitText = unit ? `<text class="tick unit" x="${PAD.l}" y="${PAD.t - 2}">${esc(unit)}</text>` : '';
+  const unitText = unit ? `<text class="tick unit" x="4" y="${PAD.t + 4}">${esc(unit)}</text>` : '';
   return `${svgOpen}${grid}${xs}${unitText}<path class="line" d="${path}"/>`
     + `<circle class="dot" cx="${sx(last[0])}" cy="${sy(last[1])}" r="3.5"/></svg>`;
 }

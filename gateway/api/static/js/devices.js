@@ -77,9 +77,9 @@ export async function renderDevice(main, id) {
           <label>${esc(t('metric'))}<select name="metric">${numeric.map((m) => `<option value="${esc(m)}" ${m === chartState.metric ? 'selected' : ''}>${esc(labelFrom(metrics[m], m))}</option>`).join('')}</select></label>
           <label>${esc(t('range'))}<select name="hours">${[1, 6, 24].map((h) => `<option value="${h}" ${h === chartState.hours ? 'selected' : ''}>${esc(t(`hours${h}`))}</option>`).join('')}</select></label>
         </form><div id="chart"></div></section>
-      <section class="panel"><h2>${esc(t('deviceAlarms'))}</h2>
+      <section class="panel panel-wide"><h2>${esc(t('deviceAlarms'))}</h2>
         <table class="alarms compact"><tbody id="device-alarms"></tbody></table></section>
-      ${state.features.workOrders ? `<section class="panel"><h2>${esc(t('workOrders'))}</h2><div id="device-orders"></div></section>` : ''}
+      ${state.features.workOrders ? `<section class="panel panel-wide"><h2>${esc(t('workOrders'))}</h2><div id="device-orders"></div></section>` : ''}
       ${cmds.length ? `<section class="panel"><h2>${esc(t('commands'))}</h2><div class="commands">${cmds.map(([a, k]) => `<button type="button" class="danger" data-command="${a}" data-label="${esc(t(k))}">${esc(t(k))}</button>`).join('')}</div></section>` : ''}
     </div></section>`;
   main.querySelector('#chart-form').addEventListener('change', (ev) => {

@@ -50,8 +50,14 @@ export function silence(alarms) {
   for (const a of alarms) if (a.state === 'active_unacknowledged') silenced.set(a.alarm_id, a.last_raised_at);
 }
 
-export function isSilenced(alarms) {
-  return !alarms.some((a) => a.priority === 1 && needsSound(a));
+// Is an emergency alarm sounding now? How many unacknowledged alarms were silenced?
+export function ringing(alarms) {
+  return alarms.some((a) => a.priority === 1 && needsSound(a));
+}
+
+export function silencedCount(alarms) {
+  return alarms.filter((a) => a.state === 'active_unacknowledged'
+    && silenced.get(a.alarm_id) === a.last_raised_at).length;
 }
 
 let lastRepeat = 0;
