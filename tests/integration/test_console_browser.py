@@ -189,6 +189,12 @@ def test_alarm_appears_live_and_acknowledging_in_the_page_changes_the_api(
     raised = datetime.fromisoformat(alarm["last_raised_at"].replace("Z", "+00:00"))
     assert raised.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M:%S") in row.inner_text()
 
+    # silencing stops the sound but is not acknowledging
+    page.click("#silence")
+    assert page.inner_text("#silence").startswith("Silenced")
+    assert estate.alarm("elevator-entrapment:lift-b3-2")["state"] == "active_unacknowledged"
+    assert row.get_attribute("data-state") == "active_unacknowledged"
+
     row.query_selector('button[data-action="ack"]').click()
     wait_until(lambda: estate.alarm("elevator-entrapment:lift-b3-2")["state"]
                == "active_acknowledged", timeout=5, what="acknowledged in the API")
@@ -253,10 +259,21 @@ def test_language_switch_shows_glossary_labels(estate: Estate, no_console_errors
     zh.context.close()
 
 
+def test_a_guard_on_a_phone_sees_alarms_but_no_operator_actions(
+        estate: Estate, no_console_errors: None) -> None:
+    page = estate.page(user="guard", locale="zh-CN", viewport=(390, 844))
+    page.wait_for_selector('tr[data-alarm-id="elevator-entrapment:lift-b3-2"]')
+    assert page.query_selector("button[data-action=ack], button[data-action=shelve]") is None
+    assert page.query_selector("button[data-action=device]") is not None
+    assert page.is_hidden("#duty-banner")  # a viewer is never asked to take the shift
+    page.context.close()
+
+
 def test_shift_handover_is_confirmed_by_the_outgoing_and_accepted_by_the_incoming(
         estate: Estate, no_console_errors: None) -> None:
     out = estate.page(user="op1")
-    out.goto(f"{estate.gw.url}/console/#/shift")
+    assert out.is_visible("#duty-banner")  # nobody on duty: the operator is asked to start
+    out.click("#duty-banner")
     out.click('[data-shift="start"]')
     out.wait_for_selector("#handover-form")
     assert out.inner_text("#shift-timer").startswith("On duty op1 0:00:0")
@@ -313,7 +330,7 @@ def test_screenshots_of_alarms_board_and_device_page(estate: Estate, no_console_
                timeout=10, what="tank and barrier alarms")
     shots = []
     for lang, locale in (("zh", "zh-CN"), ("en", "en-US")):
-        page = estate.page(locale=locale)
+        page = estate.page(user="op2", locale=locale)  # on duty after the handover test
         page.wait_for_selector('tr[data-alarm-id="tank-level-low:tank-b1"]')
         page.mouse.move(0, 0)
         shots.append(out_dir / f"alarms-{lang}.png")
@@ -328,7 +345,7 @@ def test_screenshots_of_alarms_board_and_device_page(estate: Estate, no_console_
         shots.append(out_dir / f"device-{lang}.png")
         page.screenshot(path=shots[-1])
         page.context.close()
-    phone = estate.page(locale="zh-CN", viewport=(390, 844))
+    phone = estate.page(user="op2", locale="zh-CN", viewport=(390, 844))
     phone.wait_for_selector('tr[data-alarm-id="tank-level-low:tank-b1"]')
     shots.append(out_dir / "alarms-phone-zh.png")
     phone.screenshot(path=shots[-1], full_page=True)

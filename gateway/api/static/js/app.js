@@ -4,12 +4,14 @@
 
 import { features, get, LiveStream, post, session, setUnauthorizedHandler } from './api.js';
 import { renderAlarmRows, renderAlarmView } from './alarms.js';
-import { renderBoard, renderBoardCards, renderDevice, renderDeviceAlarms } from './devices.js';
+import {
+  refreshDevicePage, renderBoard, renderBoardCards, renderDevice, renderDeviceAlarms,
+} from './devices.js';
 import { getLang, label, setLang, t } from './i18n.js';
 import { renderOrders, tickCountdowns } from './orders.js';
 import { loadShift, renderShift, shiftOverdue, shiftSeconds } from './shift.js';
 import * as sound from './sound.js';
-import { state, toast } from './ui.js';
+import { canOperate, state, toast } from './ui.js';
 import { esc, fmtDuration, fmtTime, setZone } from './util.js';
 
 const main = () => document.getElementById('main');
@@ -126,6 +128,11 @@ function tickHeader() {
     const warn = document.getElementById('shift-banner');
     warn.hidden = !(over && cur && cur.operator === state.user.user);
     warn.textContent = t('shiftOver', { h: state.shift.shift_max_hours });
+    const duty = document.getElementById('duty-banner');
+    const offDuty = canOperate() && (!cur || cur.operator !== state.user.user);
+    duty.hidden = !offDuty || currentRoute()[0] === 'shift';
+    duty.textContent = state.shift.pending ? t('dutyAccept', { from: state.shift.pending.from_operator })
+      : cur ? t('dutyOther', { who: cur.operator }) : t('dutyNone');
   }
   for (const el of document.querySelectorAll('.shift-clock')) el.textContent = fmtDuration(shiftSeconds() ?? 0);
   tickCountdowns();
@@ -189,6 +196,8 @@ async function refreshDevices() {
   try {
     state.devices = await get('/api/v1/devices');
     renderBoardCards();
+    const [route, arg] = currentRoute();
+    if (route === 'device') refreshDevicePage(arg);
   } catch { /* shown by the live indicator */ }
 }
 

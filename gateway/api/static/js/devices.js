@@ -67,11 +67,7 @@ export async function renderDevice(main, id) {
     <p class="sub">${esc(label('kind', d.kind))} · ${esc(d.id)} · ${esc(t('building'))} ${esc(d.building)}${loc ? ` · ${esc(loc)}` : ''} · ${esc(t('lastSeen'))}: ${d.last_seen ? esc(fmtTime(d.last_seen)) : esc(t('never'))}</p>
     <div class="device-grid">
       <section class="panel"><h2>${esc(t('latest'))}</h2>
-        <table class="kv" id="latest">${Object.entries(d.latest).sort().map(([m, v]) => {
-    const spec = metrics[m];
-    const shown = spec && spec.kind === 'str' && spec.states.length ? v.value : fmtValue(v.value, spec ? spec.unit : '');
-    return `<tr data-metric="${esc(m)}"><th>${esc(labelFrom(spec, m))}</th><td>${esc(shown)}</td><td class="sub">${esc(fmtTime(v.at))}</td></tr>`;
-  }).join('') || `<tr><td>${esc(t('noData'))}</td></tr>`}</table></section>
+        <table class="kv" id="latest">${latestRows(d)}</table></section>
       <section class="panel panel-chart"><h2>${esc(t('history'))}</h2>
         <form class="filters" id="chart-form">
           <label>${esc(t('metric'))}<select name="metric">${numeric.map((m) => `<option value="${esc(m)}" ${m === chartState.metric ? 'selected' : ''}>${esc(labelFrom(metrics[m], m))}</option>`).join('')}</select></label>
@@ -92,6 +88,22 @@ export async function renderDevice(main, id) {
   }
   renderDeviceAlarms(d.id);
   await Promise.all([drawChart(d), deviceOrders(d.id)]);
+}
+
+function latestRows(d) {
+  const metrics = (state.vocab && state.vocab.metrics[d.kind]) || {};
+  return Object.entries(d.latest).sort().map(([m, v]) => {
+    const spec = metrics[m];
+    const shown = spec && spec.kind === 'str' ? v.value : fmtValue(v.value, spec ? spec.unit : '');
+    return `<tr data-metric="${esc(m)}"><th>${esc(labelFrom(spec, m))}</th><td>${esc(shown)}</td><td class="sub">${esc(fmtTime(v.at))}</td></tr>`;
+  }).join('') || `<tr><td>${esc(t('noData'))}</td></tr>`;
+}
+
+// Called with the board's periodic refresh: the latest values of the device shown.
+export function refreshDevicePage(id) {
+  const table = document.getElementById('latest');
+  const d = state.devices.find((x) => x.id === id);
+  if (table && d) table.innerHTML = latestRows(d);
 }
 
 export function renderDeviceAlarms(id) {

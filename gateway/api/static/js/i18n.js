@@ -31,7 +31,9 @@ const zh = {
   openAlarms: '未结报警', openOrders: '未完成工单', none: '无', checkAll: '请逐条勾选核对',
   viewerOnly: '只读账号：可查看，不能操作', error: '错误', filters: '筛选',
   estate: '小区', lang: 'English', role: '角色', emptyBoard: '没有设备',
-  reconnecting: '实时推送已断开，正在重连…', latencyNote: '',
+  reconnecting: '实时推送已断开，正在重连…',
+  dutyNone: '当前无人值班：点此开始值班 →', dutyOther: '{who} 正在值班：接班请先由其交班 →',
+  dutyAccept: '{from} 已提交交班：点此核对并接班 →',
 };
 
 const en = {
@@ -71,7 +73,10 @@ const en = {
   openAlarms: 'Open alarms', openOrders: 'Open work orders', none: 'none',
   checkAll: 'Tick each item as you review it', viewerOnly: 'Read-only account',
   error: 'Error', filters: 'Filters', estate: 'Estate', lang: '中文', role: 'Role',
-  emptyBoard: 'No devices', reconnecting: 'Live feed lost, reconnecting…', latencyNote: '',
+  emptyBoard: 'No devices', reconnecting: 'Live feed lost, reconnecting…',
+  dutyNone: 'Nobody is on duty: start your shift here →',
+  dutyOther: '{who} is on duty: they hand over before you take the shift →',
+  dutyAccept: '{from} has handed over: review and accept here →',
 };
 
 const enums = {
