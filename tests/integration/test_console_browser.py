@@ -137,7 +137,9 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
         cfg = write_config(tmp / "gw.yaml", broker_port=broker.port, data_dir=data,
                            devices=DEVICES, rules=RULES, site=SITE,
                            extra={"site": {"id": SITE, "name": "阳光花园 Sunny Garden",
-                                           "timezone": "Asia/Shanghai"}})
+                                           "timezone": "Asia/Shanghai"},
+                                  # a low flood threshold, so the banner shows in this scene
+                                  "console": {"flood_alarms": 3, "flood_window_s": 600}})
         for name, role in (("op1", "operator"), ("op2", "operator"), ("guard", "viewer")):
             _add_user(data, name, role)
         gw = GatewayProcess(cfg, data, free_port(), tmp / "gateway.log")
@@ -333,6 +335,8 @@ def test_screenshots_of_alarms_board_and_device_page(estate: Estate, no_console_
         page = estate.page(user="op2", locale=locale)  # on duty after the handover test
         page.wait_for_selector('tr[data-alarm-id="tank-level-low:tank-b1"]')
         page.mouse.move(0, 0)
+        flood = page.wait_for_selector("#flood:not([hidden])", timeout=5_000).inner_text()
+        assert ("报警泛滥" if lang == "zh" else "Alarm flood") in flood
         shots.append(out_dir / f"alarms-{lang}.png")
         page.screenshot(path=shots[-1])
         page.click("nav a[data-route=devices]")

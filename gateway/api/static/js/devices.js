@@ -94,7 +94,8 @@ function latestRows(d) {
   const metrics = (state.vocab && state.vocab.metrics[d.kind]) || {};
   return Object.entries(d.latest).sort().map(([m, v]) => {
     const spec = metrics[m];
-    const shown = spec && spec.kind === 'str' ? v.value : fmtValue(v.value, spec ? spec.unit : '');
+    const unit = spec && spec.unit !== 'pH' ? spec.unit : ''; // "pH 7.2", not "7.2 pH"
+    const shown = spec && spec.kind === 'str' ? v.value : fmtValue(v.value, unit);
     return `<tr data-metric="${esc(m)}"><th>${esc(labelFrom(spec, m))}</th><td>${esc(shown)}</td><td class="sub">${esc(fmtTime(v.at))}</td></tr>`;
   }).join('') || `<tr><td>${esc(t('noData'))}</td></tr>`;
 }
