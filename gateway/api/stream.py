@@ -50,6 +50,8 @@ QUEUE_MAX = 1000
 IDLE_STOP_S = 60.0
 RESYNC: dict[str, Any] = {"event": "resync"}
 RAISED = "active_unacknowledged"
+# a raise by the process; an alarm coming back from a shelve is not a new one for the rate
+RAISED_FROM = ("normal", "returned_unacknowledged", "latched")
 
 
 def sse(event: str, data: Any, *, event_id: int | None = None) -> bytes:
@@ -157,8 +159,8 @@ class StreamHub:
         conn = connect(self.runtime.state.path, synchronous="FULL", readonly=True)
         try:
             return [r[0] for r in conn.execute(
-                "SELECT at FROM alarm_transitions WHERE to_state = ? AND at > ? ORDER BY at",
-                (RAISED, since))]
+                "SELECT at FROM alarm_transitions WHERE to_state = ? AND from_state IN "
+                "(?, ?, ?) AND at > ? ORDER BY at", (RAISED, *RAISED_FROM, since))]
         finally:
             conn.close()
 
@@ -206,7 +208,7 @@ class StreamHub:
         rt = self.runtime
         if type_ == ALARM_TYPE:
             alarm_id = data["alarm"]["alarm_id"]
-            if data.get("to") == RAISED and data.get("from") != RAISED:
+            if data.get("to") == RAISED and data.get("from") in RAISED_FROM:
                 self._raised.append(rt.clock.now())
             alarm = rt.book.alarms.get(alarm_id)
             out = (schemas.alarm_out(alarm, rt).model_dump() if alarm is not None

@@ -134,6 +134,10 @@ async def test_hub_pushes_the_current_alarm_and_the_flood_count(gw: Gw) -> None:
             break
     await frames.aclose()
     assert hub.subscribers == 0
+    # a restarted hub counts the window from the stored transitions
+    await hub.stop()
+    await hub.start()
+    assert hub.flood()["count"] == 2
 
 
 def test_a_slow_subscriber_is_resynced_instead_of_buffering_without_bound() -> None:

@@ -121,7 +121,7 @@ export async function onAction(ev) {
         const v = await dialog({ title: t('commentTitle'), fields: [{ name: 'note', label: t('comment'), type: 'textarea', required: true }], submit: t('save') });
         if (v) {
           const url = state.features.comment.replace(/\{[^}]+\}/, encodeURIComponent(id));
-          const out = await post(url, { note: v.note, text: v.note });
+          const out = await post(url, { note: v.note }); // the same body as ack/reset notes
           if (out && out.alarm_id) update(out);
           toast(t('save'));
         }

@@ -206,10 +206,11 @@ function startStream() {
     snapshot(data) {
       const before = new Set(state.alarms.keys());
       state.alarms.clear();
-      for (const a of data.alarms) {
-        state.alarms.set(a.alarm_id, a);
-        if (!before.has(a.alarm_id)) sound.announce(a);
-      }
+      for (const a of data.alarms) state.alarms.set(a.alarm_id, a);
+      // one sound for what is new (its highest priority), not one per alarm at once
+      const fresh = data.alarms.filter((a) => !before.has(a.alarm_id)
+        && a.state === 'active_unacknowledged').sort((a, b) => a.priority - b.priority);
+      if (fresh.length) sound.announce(fresh[0]);
       state.flood = data.flood;
       window.__console.snapshots += 1;
       onAlarmsChanged();
