@@ -115,6 +115,13 @@ class Estate:
         page.wait_for_selector("#live-dot.on", timeout=10_000)
         return page
 
+    def raise_alarm(self, device_id: str, kind: str, alarm_id: str) -> None:
+        """Make sure ``alarm_id`` is open (so each test also runs on its own)."""
+        self.event(device_id, kind)
+        wait_until(lambda: alarm_id in {a["alarm_id"] for a in
+                                        self.gw.get("/api/v1/alarms").json()},
+                   timeout=10, what=f"{alarm_id} open")
+
     def alarm(self, alarm_id: str) -> dict[str, Any]:
         return self.gw.get(f"/api/v1/alarms/{alarm_id}").json()
 
@@ -243,6 +250,7 @@ def test_shelving_hides_the_alarm_for_the_chosen_time(estate: Estate,
 
 
 def test_language_switch_shows_glossary_labels(estate: Estate, no_console_errors: None) -> None:
+    estate.raise_alarm("lift-b3-2", "elevator.entrapment", "elevator-entrapment:lift-b3-2")
     page = estate.page(locale="en-US")
     assert page.inner_text("nav a[data-route=alarms]").startswith("Alarms")
     page.click("#lang-switch")
@@ -263,6 +271,7 @@ def test_language_switch_shows_glossary_labels(estate: Estate, no_console_errors
 
 def test_a_guard_on_a_phone_sees_alarms_but_no_operator_actions(
         estate: Estate, no_console_errors: None) -> None:
+    estate.raise_alarm("lift-b3-2", "elevator.entrapment", "elevator-entrapment:lift-b3-2")
     page = estate.page(user="guard", locale="zh-CN", viewport=(390, 844))
     page.wait_for_selector('tr[data-alarm-id="elevator-entrapment:lift-b3-2"]')
     assert page.query_selector("button[data-action=ack], button[data-action=shelve]") is None
@@ -273,6 +282,7 @@ def test_a_guard_on_a_phone_sees_alarms_but_no_operator_actions(
 
 def test_shift_handover_is_confirmed_by_the_outgoing_and_accepted_by_the_incoming(
         estate: Estate, no_console_errors: None) -> None:
+    estate.raise_alarm("gate-north", "door.forced_open", "door-forced-open:gate-north")
     out = estate.page(user="op1")
     assert out.is_visible("#duty-banner")  # nobody on duty: the operator is asked to start
     out.click("#duty-banner")
