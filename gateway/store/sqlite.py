@@ -13,6 +13,14 @@ with ``synchronous=FULL``.
 All SQLite work happens on one dedicated writer thread (``Executor``), so the event loop
 never blocks on disk; history queries use their own read-only connection (WAL readers
 never block the writer).
+
+Beside the raw points the database holds 1-minute and 1-hour rollups (``rollup.py``,
+kept by triggers in the same transaction as the points), and, when an InfluxDB sink is
+configured, an ``outbox``: every newly inserted point is appended there with a monotonic
+``seq`` (AUTOINCREMENT: never reused, not even after the rows are deleted). The sink reads
+the outbox in ``seq`` order and acknowledges with ``outbox_ack(seq)``, which advances the
+persisted cursor (``meta['outbox.acked']``) and deletes the delivered rows in one
+transaction. Retention and the size budget are in ``retention.py``.
 """
 
 from __future__ import annotations
@@ -25,12 +33,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from gateway.errors import StoreError
+from gateway.store.retention import (
+    MaintenanceReport,
+    TelemetryPolicy,
+    apply_retention,
+    prune_for_space,
+    used_bytes,
+)
+from gateway.store.rollup import ROLLUP_SCHEMA, Bucket, Resolution, buckets_sync, choose_resolution
 from gateway.types import Quality, Reading, Value
 
-__all__ = ["HistoryPoint", "TelemetryStore"]
+__all__ = ["HistoryPoint", "HistoryResult", "OutboxRow", "TelemetryStore"]
 
 T = TypeVar("T")
 
@@ -53,12 +69,50 @@ CREATE TABLE IF NOT EXISTS points (
     PRIMARY KEY (series_id, ts_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    series_id INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    value,
+    quality INTEGER NOT NULL
+);
 """
+
+OUTBOX_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS points_outbox AFTER INSERT ON points
+BEGIN
+    INSERT INTO outbox (series_id, ts_ms, value, quality)
+    VALUES (NEW.series_id, NEW.ts_ms, NEW.value, NEW.quality);
+END;
+"""
+
+OUTBOX_CURSOR = "outbox.acked"
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryPoint:
     at: float
+    value: Value | None
+    quality: Quality
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    """A history answer: raw ``points`` when ``resolution`` is raw, otherwise ``buckets``."""
+
+    resolution: Resolution
+    points: tuple[HistoryPoint, ...] = ()
+    buckets: tuple[Bucket, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One point waiting for the InfluxDB sink, in insertion order (``seq``)."""
+
+    seq: int
+    device_id: str
+    metric: str
+    ts_ms: int
     value: Value | None
     quality: Quality
 
@@ -95,10 +149,23 @@ class SingleWriter:
 
 
 class TelemetryStore:
-    """Readings: batched inserts, retention, history. Safe to use from one event loop."""
+    """Readings: batched inserts, rollups, retention, size budget, history, Influx outbox.
 
-    def __init__(self, path: Path) -> None:
+    Safe to use from one event loop.
+
+    Args:
+        path: the SQLite file (created with its folder).
+        policy: retention per kind, size budget and ``on_full``; defaults keep 15 days raw,
+            90 days of 1-minute and 730 days of 1-hour rollups, with no size limit.
+        outbox: append every new point to the outbox for the InfluxDB sink. Turning it off
+            drops the trigger but keeps undelivered rows for when it is turned on again.
+    """
+
+    def __init__(self, path: Path, *, policy: TelemetryPolicy | None = None,
+                 outbox: bool = False) -> None:
         self.path = path
+        self.policy = policy or TelemetryPolicy()
+        self.outbox_enabled = outbox
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = SingleWriter("store.telemetry")
         self._series: dict[tuple[str, str], int] = {}
@@ -108,11 +175,21 @@ class TelemetryStore:
         self.batches_written = 0
         self.duplicates_ignored = 0
         self.last_write_s = 0.0
+        self.points_dropped_full = 0       # refused by on_full=drop_new
+        self.points_pruned_for_space = 0   # deleted by on_full=prune_oldest
+        self.outbox_pruned_for_space = 0
+        self.rollups_pruned_for_space = 0
+        self.used_bytes = self._writer.call(used_bytes, self._conn)
 
     def _open(self) -> sqlite3.Connection:
         try:
             conn = connect(self.path, synchronous="NORMAL")
             conn.executescript(SCHEMA)
+            conn.executescript(ROLLUP_SCHEMA)
+            if self.outbox_enabled:
+                conn.executescript(OUTBOX_TRIGGER)
+            else:
+                conn.execute("DROP TRIGGER IF EXISTS points_outbox")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open telemetry store: {exc}") from exc
         for sid, dev, metric in conn.execute("SELECT id, device_id, metric FROM series"):
@@ -130,6 +207,12 @@ class TelemetryStore:
     def _write_sync(self, readings: Sequence[Reading]) -> int:
         started = time.perf_counter()
         conn = self._conn
+        budget = self.policy.max_bytes
+        if budget is not None and self.policy.on_full == "drop_new":
+            self.used_bytes = used_bytes(conn)
+            if self.used_bytes >= budget:
+                self.points_dropped_full += len(readings)
+                return 0
         series = self._series
         rows = []
         try:
@@ -146,11 +229,12 @@ class TelemetryStore:
                     series[key] = sid
                 value = r.value
                 rows.append((sid, round(r.at * 1000), value, QUALITY_CODE[r.quality]))
-            before = conn.total_changes
-            conn.executemany(
+            # rowcount sums sqlite3_changes(), which leaves out the rows the rollup and
+            # outbox triggers write (total_changes would count them too)
+            cur = conn.executemany(
                 "INSERT OR IGNORE INTO points (series_id, ts_ms, value, quality) "
                 "VALUES (?, ?, ?, ?)", rows)
-            inserted = conn.total_changes - before
+            inserted = cur.rowcount
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -161,8 +245,18 @@ class TelemetryStore:
         self.points_written += inserted
         self.duplicates_ignored += len(rows) - inserted
         self.batches_written += 1
+        if budget is not None and self.policy.on_full == "prune_oldest":
+            self.used_bytes = used_bytes(conn)
+            if self.used_bytes > budget:
+                self._count(prune_for_space(conn, self.policy))
         self.last_write_s = time.perf_counter() - started
         return inserted
+
+    def _count(self, report: MaintenanceReport) -> None:
+        self.points_pruned_for_space += report.points_pruned_for_space
+        self.outbox_pruned_for_space += report.outbox_pruned_for_space
+        self.rollups_pruned_for_space += report.rollups_pruned_for_space
+        self.used_bytes = report.used_bytes
 
     def _reload_series(self) -> None:
         self._series = {(d, m): s for s, d, m in
@@ -180,6 +274,76 @@ class TelemetryStore:
                 "DELETE FROM points WHERE series_id = ? AND ts_ms < ?", (sid, cutoff))
             total += cur.rowcount
         return total
+
+    async def maintain(self, now: float) -> MaintenanceReport:
+        """Apply retention by age, then the size budget; run it every few minutes.
+
+        ``now`` is epoch seconds (pass ``clock.now()``), so tests drive it with a FakeClock.
+        Returns the age-based deletions plus whatever the size budget removed.
+        """
+        return await self._writer.run(self._maintain_sync, now)
+
+    def maintain_sync(self, now: float) -> MaintenanceReport:
+        return self._writer.call(self._maintain_sync, now)
+
+    def _maintain_sync(self, now: float) -> MaintenanceReport:
+        try:
+            aged = apply_retention(self._conn, self.policy, now)
+            space = prune_for_space(self._conn, self.policy)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: maintenance failed: {exc}") from exc
+        self._count(space)
+        return MaintenanceReport(
+            points_expired=aged.points_expired, rollup_1m_expired=aged.rollup_1m_expired,
+            rollup_1h_expired=aged.rollup_1h_expired, outbox_expired=aged.outbox_expired,
+            points_pruned_for_space=space.points_pruned_for_space,
+            outbox_pruned_for_space=space.outbox_pruned_for_space,
+            rollups_pruned_for_space=space.rollups_pruned_for_space,
+            used_bytes=space.used_bytes)
+
+    # -- the InfluxDB outbox ------------------------------------------------------------
+
+    def outbox_cursor_sync(self) -> int:
+        """The last ``seq`` the sink acknowledged (0 before the first)."""
+        row = self._reader().execute("SELECT value FROM meta WHERE key = ?",
+                                     (OUTBOX_CURSOR,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def outbox_read_sync(self, limit: int) -> list[OutboxRow]:
+        """The oldest ``limit`` undelivered points, in insertion order."""
+        cur = self._reader().execute(
+            "SELECT o.seq, s.device_id, s.metric, o.ts_ms, o.value, o.quality FROM outbox o "
+            "JOIN series s ON s.id = o.series_id WHERE o.seq > ? ORDER BY o.seq LIMIT ?",
+            (self.outbox_cursor_sync(), limit))
+        return [OutboxRow(seq, d, m, ts, v, CODE_QUALITY.get(q, Quality.BAD))
+                for seq, d, m, ts, v, q in cur]
+
+    async def outbox_read(self, limit: int) -> list[OutboxRow]:
+        return await asyncio.to_thread(self.outbox_read_sync, limit)
+
+    def outbox_backlog_sync(self) -> int:
+        """Points waiting for the sink (an upper bound if the size budget pruned some)."""
+        row = self._reader().execute("SELECT min(seq), max(seq) FROM outbox").fetchone()
+        if row[0] is None:
+            return 0
+        return int(row[1]) - max(int(row[0]) - 1, self.outbox_cursor_sync())
+
+    async def outbox_ack(self, seq: int) -> None:
+        """Persist that everything up to ``seq`` was delivered, and delete those rows."""
+        await self._writer.run(self._outbox_ack_sync, seq)
+
+    def _outbox_ack_sync(self, seq: int) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                         "DO UPDATE SET value = max(value, excluded.value)", (OUTBOX_CURSOR, seq))
+            conn.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: outbox ack of seq {seq} failed: {exc}") from exc
 
     # -- reading ----------------------------------------------------------------------
 
@@ -207,6 +371,45 @@ class TelemetryStore:
     async def history(self, device_id: str, metric: str, start: float, end: float,
                       limit: int = 10_000) -> list[HistoryPoint]:
         return await asyncio.to_thread(self.history_sync, device_id, metric, start, end, limit)
+
+    def history_auto_sync(
+        self, device_id: str, metric: str, start: float, end: float, *,
+        resolution: Literal["auto", "raw", "1m", "1h"] | Resolution = "auto",
+        now: float | None = None, limit: int = 10_000,
+    ) -> HistoryResult:
+        """History at the resolution that suits the range, or the one asked for.
+
+        Args:
+            start, end: epoch seconds, inclusive.
+            resolution: ``auto`` asks ``choose_resolution`` (raw up to 6 h, 1-minute buckets
+                up to 2 days, 1-hour buckets beyond, skipping what retention removed);
+                ``raw``, ``1m`` or ``1h`` force one.
+            now: epoch seconds used by ``auto`` to judge retention (default: wall clock).
+        """
+        if resolution == "auto":
+            res = choose_resolution(start, end, time.time() if now is None else now,
+                                    self.policy.resolution)
+        else:
+            res = Resolution(resolution)
+        if res is Resolution.RAW:
+            return HistoryResult(res, points=tuple(
+                self.history_sync(device_id, metric, start, end, limit)))
+        conn = self._reader()
+        row = conn.execute("SELECT id FROM series WHERE device_id = ? AND metric = ?",
+                           (device_id, metric)).fetchone()
+        if row is None:
+            return HistoryResult(res)
+        return HistoryResult(res, buckets=tuple(buckets_sync(conn, row[0], res, start, end,
+                                                             limit)))
+
+    async def history_auto(
+        self, device_id: str, metric: str, start: float, end: float, *,
+        resolution: Literal["auto", "raw", "1m", "1h"] | Resolution = "auto",
+        now: float | None = None, limit: int = 10_000,
+    ) -> HistoryResult:
+        return await asyncio.to_thread(
+            lambda: self.history_auto_sync(device_id, metric, start, end,
+                                           resolution=resolution, now=now, limit=limit))
 
     def count_sync(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM points").fetchone()[0])
