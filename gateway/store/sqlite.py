@@ -166,6 +166,7 @@ class TelemetryStore:
         self.path = path
         self.policy = policy or TelemetryPolicy()
         self.outbox_enabled = outbox
+        self._closed = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = SingleWriter("store.telemetry")
         self._series: dict[tuple[str, str], int] = {}
@@ -415,6 +416,10 @@ class TelemetryStore:
         return int(self._reader().execute("SELECT count(*) FROM points").fetchone()[0])
 
     def close(self) -> None:
+        """Close the write connection and stop the writer thread (a second call is a no-op)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._writer.call(self._conn.close)
         finally:

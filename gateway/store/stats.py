@@ -73,13 +73,17 @@ def _file_size(path: Path) -> int:
 
 
 def _tables(conn: sqlite3.Connection, database: str) -> list[TableStats]:
-    names = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name")]
+    tables = {name: "WITHOUT ROWID" in (sql or "").upper() for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name")}
+    names = list(tables)
+    # A rowid table keeps its rows in leaf cells only; a WITHOUT ROWID table is an index
+    # b-tree, whose interior cells are rows too.
     try:
-        sized = {name: (int(rows or 0), int(size)) for name, size, rows in conn.execute(
-            "SELECT name, sum(pgsize), sum(ncell) FILTER (WHERE pagetype = 'leaf') "
-            "FROM dbstat GROUP BY name")}
+        sized = {name: (int(all_cells if tables.get(name) else leaf_cells or 0), int(size))
+                 for name, size, leaf_cells, all_cells in conn.execute(
+                     "SELECT name, sum(pgsize), sum(ncell) FILTER (WHERE pagetype = 'leaf'), "
+                     "sum(ncell) FROM dbstat GROUP BY name")}
     except sqlite3.OperationalError:  # no dbstat in this SQLite build
         sized = {}
     out = []
