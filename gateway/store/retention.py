@@ -93,10 +93,12 @@ def used_bytes(conn: sqlite3.Connection) -> int:
 
 
 def _delete_before(conn: sqlite3.Connection, table: str, column: str, cutoff_ms: int) -> int:
-    # ``series_id IN (...)`` lets SQLite seek each series' range on the primary key instead
-    # of scanning the whole table for an old ts_ms.
-    if table == "outbox":
-        sql = "DELETE FROM outbox WHERE ts_ms < ?"
+    # Raw points are keyed series first: ``series_id IN (...)`` lets SQLite seek each
+    # series' range on the primary key instead of scanning the table for an old ts_ms.
+    # Rollups are keyed time first (a contiguous range); the outbox is scanned in seq order
+    # (its rows are roughly in time order, and it is small unless the sink is down).
+    if table != "points":
+        sql = f"DELETE FROM {table} WHERE {column} < ?"  # noqa: S608
     else:
         sql = (f"DELETE FROM {table} WHERE series_id IN (SELECT id FROM series) "  # noqa: S608
                f"AND {column} < ?")
@@ -129,6 +131,9 @@ def apply_retention(conn: sqlite3.Connection, policy: TelemetryPolicy, now: floa
 
 
 def _oldest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
+    if table != "points":  # keyed time first
+        row = conn.execute(f"SELECT min({column}) FROM {table}").fetchone()  # noqa: S608
+        return None if row[0] is None else int(row[0])
     row = conn.execute(
         f"SELECT min((SELECT {column} FROM {table} t WHERE t.series_id = s.id "  # noqa: S608
         f"ORDER BY {column} LIMIT 1)) FROM series s").fetchone()
@@ -136,6 +141,9 @@ def _oldest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
 
 
 def _newest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
+    if table != "points":  # keyed time first
+        row = conn.execute(f"SELECT max({column}) FROM {table}").fetchone()  # noqa: S608
+        return None if row[0] is None else int(row[0])
     row = conn.execute(
         f"SELECT max((SELECT {column} FROM {table} t WHERE t.series_id = s.id "  # noqa: S608
         f"ORDER BY {column} DESC LIMIT 1)) FROM series s").fetchone()

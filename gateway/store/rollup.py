@@ -8,6 +8,14 @@ quality good or uncertain are rolled up (booleans count as 0/1; text is skipped)
 
 The tables keep ``sum`` rather than the average, so a bucket can keep growing; the average
 is ``sum / count`` when read.
+
+Rollups are keyed **time first**, ``(bucket_ms, series_id)``, unlike raw points: the
+current minute's and hour's buckets of every series then sit side by side at the end of the
+b-tree, so a batch dirties a handful of pages there instead of one page per series (on an
+SD card that is the difference between ~1 and ~3 page writes per point). A query for one
+series walks its bucket starts (a generated series of instants) and seeks each one, which
+costs one b-tree lookup per bucket: about 360 for 15 days of hours. Retention deletes a
+contiguous range.
 """
 
 from __future__ import annotations
@@ -32,35 +40,35 @@ TABLE = {Resolution.MINUTE: "rollup_1m", Resolution.HOUR: "rollup_1h"}
 # quality codes 0 (good) and 1 (uncertain) are rolled up; see sqlite.QUALITY_CODE
 ROLLUP_SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollup_1m (
-    series_id INTEGER NOT NULL,
     bucket_ms INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
     count INTEGER NOT NULL,
     sum REAL NOT NULL,
     min REAL NOT NULL,
     max REAL NOT NULL,
-    PRIMARY KEY (series_id, bucket_ms)
+    PRIMARY KEY (bucket_ms, series_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_1h (
-    series_id INTEGER NOT NULL,
     bucket_ms INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
     count INTEGER NOT NULL,
     sum REAL NOT NULL,
     min REAL NOT NULL,
     max REAL NOT NULL,
-    PRIMARY KEY (series_id, bucket_ms)
+    PRIMARY KEY (bucket_ms, series_id)
 ) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS points_rollup AFTER INSERT ON points
 WHEN NEW.quality <= 1 AND typeof(NEW.value) IN ('integer', 'real')
 BEGIN
     INSERT INTO rollup_1m (series_id, bucket_ms, count, sum, min, max)
     VALUES (NEW.series_id, NEW.ts_ms - (NEW.ts_ms % 60000), 1, NEW.value, NEW.value, NEW.value)
-    ON CONFLICT (series_id, bucket_ms) DO UPDATE SET
+    ON CONFLICT (bucket_ms, series_id) DO UPDATE SET
         count = count + 1, sum = sum + excluded.sum,
         min = min(min, excluded.min), max = max(max, excluded.max);
     INSERT INTO rollup_1h (series_id, bucket_ms, count, sum, min, max)
     VALUES (NEW.series_id, NEW.ts_ms - (NEW.ts_ms % 3600000), 1, NEW.value, NEW.value,
             NEW.value)
-    ON CONFLICT (series_id, bucket_ms) DO UPDATE SET
+    ON CONFLICT (bucket_ms, series_id) DO UPDATE SET
         count = count + 1, sum = sum + excluded.sum,
         min = min(min, excluded.min), max = max(max, excluded.max);
 END;
@@ -114,8 +122,14 @@ def buckets_sync(conn: sqlite3.Connection, series_id: int, resolution: Resolutio
     size = BUCKET_MS[resolution]
     lo = round(start * 1000)
     lo -= lo % size
+    hi = round(end * 1000)
+    if hi < lo:
+        return []
+    # one primary-key seek per bucket start (the table is keyed time first)
     cur = conn.execute(
-        f"SELECT bucket_ms, count, sum, min, max FROM {TABLE[resolution]} "  # noqa: S608
-        "WHERE series_id = ? AND bucket_ms >= ? AND bucket_ms <= ? ORDER BY bucket_ms LIMIT ?",
-        (series_id, lo, round(end * 1000), limit))
+        "WITH RECURSIVE b(t) AS (SELECT ? UNION ALL SELECT t + ? FROM b WHERE t + ? <= ?) "
+        f"SELECT r.bucket_ms, r.count, r.sum, r.min, r.max FROM b "  # noqa: S608
+        f"JOIN {TABLE[resolution]} r ON r.bucket_ms = b.t AND r.series_id = ? "
+        "ORDER BY r.bucket_ms LIMIT ?",
+        (lo, size, size, hi, series_id, limit))
     return [Bucket(b / 1000.0, n, lo_v, hi_v, s / n) for b, n, s, lo_v, hi_v in cur]

@@ -87,6 +87,7 @@ END;
 """
 
 OUTBOX_CURSOR = "outbox.acked"
+WRITER_CACHE_KIB = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,9 @@ class TelemetryStore:
     def _open(self) -> sqlite3.Connection:
         try:
             conn = connect(self.path, synchronous="NORMAL")
+            # raw points are keyed series first, so a batch touches one leaf page per
+            # series; keep those hot pages in SQLite's cache rather than re-reading them
+            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             conn.executescript(SCHEMA)
             conn.executescript(ROLLUP_SCHEMA)
             if self.outbox_enabled:

@@ -98,6 +98,9 @@ def _tables(conn: sqlite3.Connection, database: str) -> list[TableStats]:
 
 
 def _edge(conn: sqlite3.Connection, table: str, column: str, fn: str) -> float | None:
+    if table != "points":  # rollups are keyed time first
+        row = conn.execute(f"SELECT {fn}({column}) FROM {table}").fetchone()  # noqa: S608
+        return None if row[0] is None else row[0] / 1000.0
     order = "ASC" if fn == "min" else "DESC"
     row = conn.execute(
         f"SELECT {fn}((SELECT {column} FROM {table} t WHERE t.series_id = s.id "  # noqa: S608
