@@ -117,7 +117,8 @@ def apply_retention(conn: sqlite3.Connection, policy: TelemetryPolicy, now: floa
 
     conn.execute("BEGIN IMMEDIATE")
     try:
-        points = _delete_before(conn, "points", "ts_ms", cutoff(policy.raw_keep_s))
+        points = _delete_before(conn, "points", "ts_ms", cutoff(policy.raw_keep_s)) + \
+            _delete_before(conn, "points_head", "ts_ms", cutoff(policy.raw_keep_s))
         m1 = _delete_before(conn, "rollup_1m", "bucket_ms", cutoff(policy.minute_keep_s))
         h1 = _delete_before(conn, "rollup_1h", "bucket_ms", cutoff(policy.hour_keep_s))
         outbox = (_delete_before(conn, "outbox", "ts_ms", cutoff(policy.raw_keep_s))
@@ -131,21 +132,29 @@ def apply_retention(conn: sqlite3.Connection, policy: TelemetryPolicy, now: floa
 
 
 def _oldest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
-    if table != "points":  # keyed time first
+    if table == "points":  # raw points live in the head too
+        found = [v for v in (_oldest(conn, "points_head", "ts_ms"),
+                             _oldest(conn, "raw_points", "ts_ms")) if v is not None]
+        return min(found) if found else None
+    if table != "raw_points":  # keyed time first
         row = conn.execute(f"SELECT min({column}) FROM {table}").fetchone()  # noqa: S608
         return None if row[0] is None else int(row[0])
     row = conn.execute(
-        f"SELECT min((SELECT {column} FROM {table} t WHERE t.series_id = s.id "  # noqa: S608
+        f"SELECT min((SELECT {column} FROM points t WHERE t.series_id = s.id "  # noqa: S608
         f"ORDER BY {column} LIMIT 1)) FROM series s").fetchone()
     return None if row[0] is None else int(row[0])
 
 
 def _newest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
-    if table != "points":  # keyed time first
+    if table == "points":  # raw points live in the head too
+        found = [v for v in (_newest(conn, "points_head", "ts_ms"),
+                             _newest(conn, "raw_points", "ts_ms")) if v is not None]
+        return max(found) if found else None
+    if table != "raw_points":  # keyed time first
         row = conn.execute(f"SELECT max({column}) FROM {table}").fetchone()  # noqa: S608
         return None if row[0] is None else int(row[0])
     row = conn.execute(
-        f"SELECT max((SELECT {column} FROM {table} t WHERE t.series_id = s.id "  # noqa: S608
+        f"SELECT max((SELECT {column} FROM points t WHERE t.series_id = s.id "  # noqa: S608
         f"ORDER BY {column} DESC LIMIT 1)) FROM series s").fetchone()
     return None if row[0] is None else int(row[0])
 
@@ -179,6 +188,7 @@ def prune_for_space(conn: sqlite3.Connection, policy: TelemetryPolicy) -> Mainte
             try:
                 n = _delete_before(conn, table, column, cutoff)
                 if table == "points":
+                    n += _delete_before(conn, "points_head", "ts_ms", cutoff)
                     points += n
                     if outbox_exists:
                         outbox += _delete_before(conn, "outbox", "ts_ms", cutoff)

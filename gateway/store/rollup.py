@@ -1,7 +1,8 @@
 """Downsampled rollups (1-minute and 1-hour min/max/avg/count) and the choice of resolution.
 
-Rollups are kept by SQLite triggers on ``points``: a trigger fires only for a row that was
-really inserted (``INSERT OR IGNORE`` skipping a redelivered reading fires nothing), and it
+Rollups are kept by SQLite triggers on ``points_head``, where new readings land (see
+``sqlite.py``; moving rows on to ``points`` fires nothing): a trigger fires only for a row
+that was really inserted (``INSERT OR IGNORE`` skipping a redelivered reading fires nothing), and it
 runs inside the batch's transaction, so a rollup can never disagree with the raw points it
 was built from, not even after a SIGKILL between two batches. Only numeric values of
 quality good or uncertain are rolled up (booleans count as 0/1; text is skipped).
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS rollup_1h (
     max REAL NOT NULL,
     PRIMARY KEY (bucket_ms, series_id)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS points_rollup AFTER INSERT ON points
+CREATE TRIGGER IF NOT EXISTS points_rollup AFTER INSERT ON points_head
 WHEN NEW.quality <= 1 AND typeof(NEW.value) IN ('integer', 'real')
 BEGIN
     INSERT INTO rollup_1m (series_id, bucket_ms, count, sum, min, max)

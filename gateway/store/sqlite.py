@@ -4,6 +4,17 @@ Layout: ``series`` names each (device, metric) once; ``points`` is keyed by
 (series_id, ts_ms) ``WITHOUT ROWID``, so a point costs its key and value and nothing else,
 and a redelivered reading (same device time) is ignored instead of stored twice.
 
+New readings do not go to ``points`` directly. Keyed series first, every batch would
+rewrite one leaf page per series it touches (measured: ~7.7 KB written per point for
+20,000 series, fatal on an SD card). They are appended to ``points_head``, keyed time
+first, where a batch fills a few pages at the end of the b-tree; once the head holds more
+than two ``head_s`` windows, the rows older than the newest window are moved to ``points``
+in one transaction, sorted by series, so each series' leaf page is rewritten once per
+``head_s`` instead of once per reading. Queries read both tables. Everything older than the
+persisted watermark ``meta['head.compacted_before_ms']`` is in ``points``; a late reading
+older than the watermark is checked against ``points`` before it is accepted, so
+deduplication holds across both tables.
+
 Durability: WAL with ``synchronous=NORMAL``. A commit is atomic and survives a process
 crash (SIGKILL); after a *power* cut the last commits before the most recent WAL sync may be
 lost, which for telemetry is the right trade against an fsync per batch on an SD card.
@@ -68,6 +79,13 @@ CREATE TABLE IF NOT EXISTS points (
     quality INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (series_id, ts_ms)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS points_head (
+    ts_ms INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    value,
+    quality INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (ts_ms, series_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -79,7 +97,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 OUTBOX_TRIGGER = """
-CREATE TRIGGER IF NOT EXISTS points_outbox AFTER INSERT ON points
+CREATE TRIGGER IF NOT EXISTS points_outbox AFTER INSERT ON points_head
 BEGIN
     INSERT INTO outbox (series_id, ts_ms, value, quality)
     VALUES (NEW.series_id, NEW.ts_ms, NEW.value, NEW.quality);
@@ -87,6 +105,7 @@ END;
 """
 
 OUTBOX_CURSOR = "outbox.acked"
+HEAD_WATERMARK = "head.compacted_before_ms"
 WRITER_CACHE_KIB = 32 * 1024
 
 
@@ -160,11 +179,17 @@ class TelemetryStore:
             90 days of 1-minute and 730 days of 1-hour rollups, with no size limit.
         outbox: append every new point to the outbox for the InfluxDB sink. Turning it off
             drops the trigger but keeps undelivered rows for when it is turned on again.
+        head_s: the window (seconds of device time) new readings spend in ``points_head``
+            before they are moved to ``points``; longer means fewer page writes per point
+            and a longer scan of the head for a recent-history query.
     """
 
     def __init__(self, path: Path, *, policy: TelemetryPolicy | None = None,
-                 outbox: bool = False) -> None:
+                 outbox: bool = False, head_s: float = 300.0) -> None:
         self.path = path
+        self.head_ms = max(1, round(head_s * 1000))
+        self._watermark = 0
+        self._newest_ms = 0
         self.policy = policy or TelemetryPolicy()
         self.outbox_enabled = outbox
         self._closed = False
@@ -181,6 +206,8 @@ class TelemetryStore:
         self.points_pruned_for_space = 0   # deleted by on_full=prune_oldest
         self.outbox_pruned_for_space = 0
         self.rollups_pruned_for_space = 0
+        self.compactions = 0
+        self.last_compaction_s = 0.0
         self.used_bytes = self._writer.call(used_bytes, self._conn)
 
     def _open(self) -> sqlite3.Connection:
@@ -199,6 +226,10 @@ class TelemetryStore:
             raise StoreError(f"{self.path}: cannot open telemetry store: {exc}") from exc
         for sid, dev, metric in conn.execute("SELECT id, device_id, metric FROM series"):
             self._series[(dev, metric)] = sid
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_WATERMARK,)).fetchone()
+        self._watermark = int(row[0]) if row else 0
+        row = conn.execute("SELECT max(ts_ms) FROM points_head").fetchone()
+        self._newest_ms = int(row[0]) if row[0] is not None else self._watermark
         return conn
 
     # -- writing ----------------------------------------------------------------------
@@ -232,14 +263,20 @@ class TelemetryStore:
                         "RETURNING id", (r.device_id, r.metric, r.unit))
                     sid = cur.fetchone()[0]
                     series[key] = sid
-                value = r.value
-                rows.append((sid, round(r.at * 1000), value, QUALITY_CODE[r.quality]))
+                rows.append((round(r.at * 1000), sid, r.value, QUALITY_CODE[r.quality]))
+            watermark = self._watermark
+            fresh = [row for row in rows if row[0] >= watermark]
+            late = [(*row, row[1], row[0]) for row in rows if row[0] < watermark]
             # rowcount sums sqlite3_changes(), which leaves out the rows the rollup and
             # outbox triggers write (total_changes would count them too)
-            cur = conn.executemany(
-                "INSERT OR IGNORE INTO points (series_id, ts_ms, value, quality) "
-                "VALUES (?, ?, ?, ?)", rows)
-            inserted = cur.rowcount
+            inserted = conn.executemany(
+                "INSERT OR IGNORE INTO points_head (ts_ms, series_id, value, quality) "
+                "VALUES (?, ?, ?, ?)", fresh).rowcount if fresh else 0
+            if late:  # older than the last compaction: may already be in points
+                inserted += conn.executemany(
+                    "INSERT OR IGNORE INTO points_head (ts_ms, series_id, value, quality) "
+                    "SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM points "
+                    "WHERE series_id = ? AND ts_ms = ?)", late).rowcount
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -250,12 +287,42 @@ class TelemetryStore:
         self.points_written += inserted
         self.duplicates_ignored += len(rows) - inserted
         self.batches_written += 1
+        if rows:
+            self._newest_ms = max(self._newest_ms, max(row[0] for row in rows))
+        if self._newest_ms - self._watermark >= 2 * self.head_ms:
+            self._compact_sync(self._newest_ms - self._newest_ms % self.head_ms - self.head_ms)
         if budget is not None and self.policy.on_full == "prune_oldest":
             self.used_bytes = used_bytes(conn)
             if self.used_bytes > budget:
                 self._count(prune_for_space(conn, self.policy))
         self.last_write_s = time.perf_counter() - started
         return inserted
+
+    def _compact_sync(self, cutoff_ms: int) -> int:
+        """Move head rows older than ``cutoff_ms`` to ``points`` (one transaction)."""
+        if cutoff_ms <= self._watermark:
+            return 0
+        started = time.perf_counter()
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            moved = conn.execute(
+                "INSERT OR IGNORE INTO points (series_id, ts_ms, value, quality) "
+                "SELECT series_id, ts_ms, value, quality FROM points_head WHERE ts_ms < ? "
+                "ORDER BY series_id, ts_ms", (cutoff_ms,)).rowcount
+            conn.execute("DELETE FROM points_head WHERE ts_ms < ?", (cutoff_ms,))
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                         "DO UPDATE SET value = excluded.value", (HEAD_WATERMARK, cutoff_ms))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: moving readings from the head failed: {exc}") \
+                from exc
+        self._watermark = cutoff_ms
+        self.compactions += 1
+        self.last_compaction_s = time.perf_counter() - started
+        return moved
 
     def _count(self, report: MaintenanceReport) -> None:
         self.points_pruned_for_space += report.points_pruned_for_space
@@ -273,7 +340,8 @@ class TelemetryStore:
 
     def _prune_sync(self, older_than: float) -> int:
         cutoff = round(older_than * 1000)
-        total = 0
+        total = self._conn.execute("DELETE FROM points_head WHERE ts_ms < ?",
+                                   (cutoff,)).rowcount
         for (sid,) in self._conn.execute("SELECT id FROM series").fetchall():
             cur = self._conn.execute(
                 "DELETE FROM points WHERE series_id = ? AND ts_ms < ?", (sid, cutoff))
@@ -293,6 +361,9 @@ class TelemetryStore:
 
     def _maintain_sync(self, now: float) -> MaintenanceReport:
         try:
+            # readings stopped or are sparse: do not leave them in the head for ever
+            now_ms = round(now * 1000)
+            self._compact_sync(now_ms - now_ms % self.head_ms - self.head_ms)
             aged = apply_retention(self._conn, self.policy, now)
             space = prune_for_space(self._conn, self.policy)
         except sqlite3.Error as exc:
@@ -366,10 +437,14 @@ class TelemetryStore:
                            (device_id, metric)).fetchone()
         if row is None:
             return []
+        lo, hi = round(start * 1000), round(end * 1000)
+        # the head is keyed time first: its part of the range is scanned (it is small)
         cur = conn.execute(
-            "SELECT ts_ms, value, quality FROM points WHERE series_id = ? "
-            "AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms LIMIT ?",
-            (row[0], round(start * 1000), round(end * 1000), limit))
+            "SELECT ts_ms, value, quality FROM (SELECT ts_ms, value, quality FROM points "
+            "WHERE series_id = ? AND ts_ms >= ? AND ts_ms <= ? UNION ALL "
+            "SELECT ts_ms, value, quality FROM points_head WHERE ts_ms >= ? AND ts_ms <= ? "
+            "AND series_id = ?) ORDER BY ts_ms LIMIT ?",
+            (row[0], lo, hi, lo, hi, row[0], limit))
         return [HistoryPoint(ts / 1000.0, v, CODE_QUALITY.get(q, Quality.BAD))
                 for ts, v, q in cur]
 
@@ -417,7 +492,9 @@ class TelemetryStore:
                                            resolution=resolution, now=now, limit=limit))
 
     def count_sync(self) -> int:
-        return int(self._reader().execute("SELECT count(*) FROM points").fetchone()[0])
+        conn = self._reader()
+        return int(conn.execute("SELECT count(*) FROM points").fetchone()[0]) + \
+            int(conn.execute("SELECT count(*) FROM points_head").fetchone()[0])
 
     def close(self) -> None:
         """Close the write connection and stop the writer thread (a second call is a no-op)."""

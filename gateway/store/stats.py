@@ -42,15 +42,18 @@ class StoreStats:
 
     @property
     def points(self) -> int:
-        return next((t.rows for t in self.tables if t.name == "points"), 0)
+        """Raw points: those moved to ``points`` plus those still in ``points_head``."""
+        return sum(t.rows for t in self.tables if t.name in ("points", "points_head"))
 
     @property
     def bytes_per_point(self) -> float | None:
-        """Bytes of the ``points`` table per raw point (whole database when no dbstat)."""
-        points = next((t for t in self.tables if t.name == "points"), None)
-        if points is None or points.rows == 0:
+        """Bytes of the raw point tables per raw point (whole database when no dbstat)."""
+        raw = [t for t in self.tables if t.name in ("points", "points_head")]
+        if not raw or self.points == 0:
             return None
-        return (points.bytes if points.bytes is not None else self.used_bytes) / points.rows
+        if any(t.bytes is None for t in raw):
+            return self.used_bytes / self.points
+        return sum(t.bytes or 0 for t in raw) / self.points
 
     @property
     def left_bytes(self) -> int | None:
@@ -123,7 +126,11 @@ def collect_stats(telemetry_db: Path, state_db: Path | None = None, *,
             row = conn.execute("SELECT count(*) FROM outbox WHERE seq > coalesce((SELECT "
                                "value FROM meta WHERE key = 'outbox.acked'), 0)").fetchone()
             backlog = int(row[0])
-        stats_raw = (_edge(conn, "points", "ts_ms", "min"), _edge(conn, "points", "ts_ms", "max"))
+        edges = [v for v in (_edge(conn, "points", "ts_ms", "min"),
+                             _edge(conn, "points", "ts_ms", "max"),
+                             _edge(conn, "points_head", "ts_ms", "min"),
+                             _edge(conn, "points_head", "ts_ms", "max")) if v is not None]
+        stats_raw = (min(edges), max(edges)) if edges else (None, None)
         m1 = _edge(conn, "rollup_1m", "bucket_ms", "min")
         h1 = _edge(conn, "rollup_1h", "bucket_ms", "min")
     finally:
@@ -170,6 +177,7 @@ def render_stats(s: StoreStats) -> str:
         "空间 / Space",
         f"  文件大小 / file size (with WAL):         {_size(s.file_bytes)}",
         f"  已用 / used pages:                       {_size(s.used_bytes)}",
+        f"  原始数据点 / raw points:                 {s.points:,}",
         f"  每点字节 / bytes per point (raw):        {'-' if bpp is None else f'{bpp:.1f}'}",
         f"  容量上限 / configured limit:             "
         f"{'无 / none' if s.max_bytes is None else _size(s.max_bytes)}",

@@ -1,6 +1,6 @@
 """A writer process for the SIGKILL test: writes a deterministic stream, reports commits.
 
-Reading number ``k`` goes to series ``k % 200`` at ``T0 + k // 200`` seconds with value
+Reading number ``k`` goes to series ``k % 200`` at ``T0 + 10 * (k // 200)`` s with value
 ``k``. On start it resumes at the number of points already stored (each batch commits
 whole or not at all, so that count is always a prefix of the stream). After every
 ``write`` returns it prints ``<committed total> <last ts>`` and flushes: a printed line
@@ -25,7 +25,7 @@ SERIES = 200
 
 def reading(k: int) -> Reading:
     s = k % SERIES
-    return Reading(f"dev-{s // 4}", f"m{s % 4}", float(k), T0 + k // SERIES)
+    return Reading(f"dev-{s // 4}", f"m{s % 4}", float(k), T0 + 10 * (k // SERIES))
 
 
 async def main(path: Path, seed: int) -> None:

@@ -19,9 +19,13 @@ def hourly(days: int, device: str = "tank-a") -> list[Reading]:
 
 
 def rows(path, table: str) -> int:
+    """Rows of a table; ``points`` counts raw points in ``points_head`` too."""
     conn = sqlite3.connect(path)
     try:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        n = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        if table == "points":
+            n += conn.execute("SELECT count(*) FROM points_head").fetchone()[0]
+        return n
     finally:
         conn.close()
 

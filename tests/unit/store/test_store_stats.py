@@ -15,7 +15,7 @@ async def test_stats_counts_rows_range_and_room(make_store, tmp_path):
     await store.outbox_ack(100)
     s = collect_stats(tmp_path / "telemetry.db", max_bytes=10_000_000)
     rows = {t.name: t.rows for t in s.tables}
-    assert rows["points"] == 1800 and rows["series"] == 5
+    assert s.points == rows["points"] + rows["points_head"] == 1800 and rows["series"] == 5
     assert rows["rollup_1m"] == 5 * 60 and rows["rollup_1h"] == 5
     assert s.outbox_backlog == 1700
     assert (s.raw_oldest, s.raw_newest) == (T0, T0 + 3590)
