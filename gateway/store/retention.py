@@ -97,6 +97,9 @@ def _delete_before(conn: sqlite3.Connection, table: str, column: str, cutoff_ms:
     # series' range on the primary key instead of scanning the table for an old ts_ms.
     # Rollups are keyed time first (a contiguous range); the outbox is scanned in seq order
     # (its rows are roughly in time order, and it is small unless the sink is down).
+    if table == "points_head":  # keyed (slot, series_id, ts_ms); slot = ts_ms // 10 s
+        return conn.execute("DELETE FROM points_head WHERE slot <= ? AND ts_ms < ?",
+                            (cutoff_ms // 10_000, cutoff_ms)).rowcount
     if table != "points":
         sql = f"DELETE FROM {table} WHERE {column} < ?"  # noqa: S608
     else:
@@ -136,6 +139,10 @@ def _oldest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
         found = [v for v in (_oldest(conn, "points_head", "ts_ms"),
                              _oldest(conn, "raw_points", "ts_ms")) if v is not None]
         return min(found) if found else None
+    if table == "points_head":
+        row = conn.execute("SELECT min(ts_ms) FROM points_head WHERE slot = "
+                           "(SELECT min(slot) FROM points_head)").fetchone()
+        return None if row[0] is None else int(row[0])
     if table != "raw_points":  # keyed time first
         row = conn.execute(f"SELECT min({column}) FROM {table}").fetchone()  # noqa: S608
         return None if row[0] is None else int(row[0])
@@ -150,6 +157,10 @@ def _newest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
         found = [v for v in (_newest(conn, "points_head", "ts_ms"),
                              _newest(conn, "raw_points", "ts_ms")) if v is not None]
         return max(found) if found else None
+    if table == "points_head":
+        row = conn.execute("SELECT max(ts_ms) FROM points_head WHERE slot = "
+                           "(SELECT max(slot) FROM points_head)").fetchone()
+        return None if row[0] is None else int(row[0])
     if table != "raw_points":  # keyed time first
         row = conn.execute(f"SELECT max({column}) FROM {table}").fetchone()  # noqa: S608
         return None if row[0] is None else int(row[0])

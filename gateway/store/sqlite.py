@@ -6,8 +6,10 @@ and a redelivered reading (same device time) is ignored instead of stored twice.
 
 New readings do not go to ``points`` directly. Keyed series first, every batch would
 rewrite one leaf page per series it touches (measured: ~7.7 KB written per point for
-20,000 series, fatal on an SD card). They are appended to ``points_head``, keyed time
-first, where a batch fills a few pages at the end of the b-tree; once the head holds more
+20,000 series, fatal on an SD card). They are appended to ``points_head``, keyed
+(slot, series_id, ts_ms) where ``slot`` is the reading's 10-second slot: a batch lands in
+the newest slot or two, a few dozen pages at the end of the b-tree, and a one-series query
+seeks each slot of the range (at most a few dozen, the head is short). Once the head holds more
 than two ``head_s`` windows, the rows older than the newest window are moved to ``points``
 in one transaction, sorted by series, so each series' leaf page is rewritten once per
 ``head_s`` instead of once per reading. Queries read both tables. Everything older than the
@@ -80,11 +82,12 @@ CREATE TABLE IF NOT EXISTS points (
     PRIMARY KEY (series_id, ts_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS points_head (
-    ts_ms INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
     series_id INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
     value,
     quality INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (ts_ms, series_id)
+    PRIMARY KEY (slot, series_id, ts_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
@@ -106,6 +109,7 @@ END;
 
 OUTBOX_CURSOR = "outbox.acked"
 HEAD_WATERMARK = "head.compacted_before_ms"
+SLOT_MS = 10_000  # points_head's first key: ts_ms // SLOT_MS
 WRITER_CACHE_KIB = 32 * 1024
 
 
@@ -228,7 +232,8 @@ class TelemetryStore:
             self._series[(dev, metric)] = sid
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_WATERMARK,)).fetchone()
         self._watermark = int(row[0]) if row else 0
-        row = conn.execute("SELECT max(ts_ms) FROM points_head").fetchone()
+        row = conn.execute("SELECT max(ts_ms) FROM points_head WHERE slot = "
+                           "(SELECT max(slot) FROM points_head)").fetchone()
         self._newest_ms = int(row[0]) if row[0] is not None else self._watermark
         return conn
 
@@ -263,19 +268,20 @@ class TelemetryStore:
                         "RETURNING id", (r.device_id, r.metric, r.unit))
                     sid = cur.fetchone()[0]
                     series[key] = sid
-                rows.append((round(r.at * 1000), sid, r.value, QUALITY_CODE[r.quality]))
+                ts = round(r.at * 1000)
+                rows.append((ts // SLOT_MS, sid, ts, r.value, QUALITY_CODE[r.quality]))
             watermark = self._watermark
-            fresh = [row for row in rows if row[0] >= watermark]
-            late = [(*row, row[1], row[0]) for row in rows if row[0] < watermark]
+            fresh = [row for row in rows if row[2] >= watermark]
+            late = [(*row, row[1], row[2]) for row in rows if row[2] < watermark]
             # rowcount sums sqlite3_changes(), which leaves out the rows the rollup and
             # outbox triggers write (total_changes would count them too)
             inserted = conn.executemany(
-                "INSERT OR IGNORE INTO points_head (ts_ms, series_id, value, quality) "
-                "VALUES (?, ?, ?, ?)", fresh).rowcount if fresh else 0
+                "INSERT OR IGNORE INTO points_head (slot, series_id, ts_ms, value, quality) "
+                "VALUES (?, ?, ?, ?, ?)", fresh).rowcount if fresh else 0
             if late:  # older than the last compaction: may already be in points
                 inserted += conn.executemany(
-                    "INSERT OR IGNORE INTO points_head (ts_ms, series_id, value, quality) "
-                    "SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM points "
+                    "INSERT OR IGNORE INTO points_head (slot, series_id, ts_ms, value, quality) "
+                    "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM points "
                     "WHERE series_id = ? AND ts_ms = ?)", late).rowcount
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -288,7 +294,7 @@ class TelemetryStore:
         self.duplicates_ignored += len(rows) - inserted
         self.batches_written += 1
         if rows:
-            self._newest_ms = max(self._newest_ms, max(row[0] for row in rows))
+            self._newest_ms = max(self._newest_ms, max(row[2] for row in rows))
         if self._newest_ms - self._watermark >= 2 * self.head_ms:
             self._compact_sync(self._newest_ms - self._newest_ms % self.head_ms - self.head_ms)
         if budget is not None and self.policy.on_full == "prune_oldest":
@@ -308,9 +314,11 @@ class TelemetryStore:
             conn.execute("BEGIN IMMEDIATE")
             moved = conn.execute(
                 "INSERT OR IGNORE INTO points (series_id, ts_ms, value, quality) "
-                "SELECT series_id, ts_ms, value, quality FROM points_head WHERE ts_ms < ? "
-                "ORDER BY series_id, ts_ms", (cutoff_ms,)).rowcount
-            conn.execute("DELETE FROM points_head WHERE ts_ms < ?", (cutoff_ms,))
+                "SELECT series_id, ts_ms, value, quality FROM points_head "
+                "WHERE slot <= ? AND ts_ms < ? ORDER BY series_id, ts_ms",
+                (cutoff_ms // SLOT_MS, cutoff_ms)).rowcount
+            conn.execute("DELETE FROM points_head WHERE slot <= ? AND ts_ms < ?",
+                         (cutoff_ms // SLOT_MS, cutoff_ms))
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
                          "DO UPDATE SET value = excluded.value", (HEAD_WATERMARK, cutoff_ms))
             conn.execute("COMMIT")
@@ -340,8 +348,8 @@ class TelemetryStore:
 
     def _prune_sync(self, older_than: float) -> int:
         cutoff = round(older_than * 1000)
-        total = self._conn.execute("DELETE FROM points_head WHERE ts_ms < ?",
-                                   (cutoff,)).rowcount
+        total = self._conn.execute("DELETE FROM points_head WHERE slot <= ? AND ts_ms < ?",
+                                   (cutoff // SLOT_MS, cutoff)).rowcount
         for (sid,) in self._conn.execute("SELECT id FROM series").fetchall():
             cur = self._conn.execute(
                 "DELETE FROM points WHERE series_id = ? AND ts_ms < ?", (sid, cutoff))
@@ -438,13 +446,19 @@ class TelemetryStore:
         if row is None:
             return []
         lo, hi = round(start * 1000), round(end * 1000)
-        # the head is keyed time first: its part of the range is scanned (it is small)
+        # the head is keyed slot first: seek (slot, series) for each slot of the range that
+        # the head holds at all (a few dozen), instead of scanning every series' rows
+        first, last = conn.execute("SELECT min(slot), max(slot) FROM points_head").fetchone()
+        if first is None:
+            first, last = 0, -1
         cur = conn.execute(
+            "WITH RECURSIVE s(t) AS (SELECT ? UNION ALL SELECT t + 1 FROM s WHERE t < ?) "
             "SELECT ts_ms, value, quality FROM (SELECT ts_ms, value, quality FROM points "
             "WHERE series_id = ? AND ts_ms >= ? AND ts_ms <= ? UNION ALL "
-            "SELECT ts_ms, value, quality FROM points_head WHERE ts_ms >= ? AND ts_ms <= ? "
-            "AND series_id = ?) ORDER BY ts_ms LIMIT ?",
-            (row[0], lo, hi, lo, hi, row[0], limit))
+            "SELECT h.ts_ms, h.value, h.quality FROM s JOIN points_head h ON h.slot = s.t "
+            "AND h.series_id = ? AND h.ts_ms >= ? AND h.ts_ms <= ?) ORDER BY ts_ms LIMIT ?",
+            (max(first, lo // SLOT_MS), min(last, hi // SLOT_MS), row[0], lo, hi, row[0],
+             lo, hi, limit))
         return [HistoryPoint(ts / 1000.0, v, CODE_QUALITY.get(q, Quality.BAD))
                 for ts, v, q in cur]
 

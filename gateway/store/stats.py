@@ -101,6 +101,10 @@ def _tables(conn: sqlite3.Connection, database: str) -> list[TableStats]:
 
 
 def _edge(conn: sqlite3.Connection, table: str, column: str, fn: str) -> float | None:
+    if table == "points_head":  # keyed (slot, series_id, ts_ms)
+        row = conn.execute(f"SELECT {fn}(ts_ms) FROM points_head WHERE slot = "  # noqa: S608
+                           f"(SELECT {fn}(slot) FROM points_head)").fetchone()
+        return None if row[0] is None else row[0] / 1000.0
     if table != "points":  # rollups are keyed time first
         row = conn.execute(f"SELECT {fn}({column}) FROM {table}").fetchone()  # noqa: S608
         return None if row[0] is None else row[0] / 1000.0
