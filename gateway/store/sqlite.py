@@ -407,7 +407,8 @@ class TelemetryStore:
 
     def outbox_backlog_sync(self) -> int:
         """Points waiting for the sink (an upper bound if the size budget pruned some)."""
-        row = self._reader().execute("SELECT min(seq), max(seq) FROM outbox").fetchone()
+        row = self._reader().execute("SELECT (SELECT min(seq) FROM outbox), "
+                                     "(SELECT max(seq) FROM outbox)").fetchone()
         if row[0] is None:
             return 0
         return int(row[1]) - max(int(row[0]) - 1, self.outbox_cursor_sync())
@@ -448,7 +449,10 @@ class TelemetryStore:
         lo, hi = round(start * 1000), round(end * 1000)
         # the head is keyed slot first: seek (slot, series) for each slot of the range that
         # the head holds at all (a few dozen), instead of scanning every series' rows
-        first, last = conn.execute("SELECT min(slot), max(slot) FROM points_head").fetchone()
+        # two subqueries: SQLite answers a lone min() or max() from the index, both at once
+        # would scan the table
+        first, last = conn.execute("SELECT (SELECT min(slot) FROM points_head), "
+                                   "(SELECT max(slot) FROM points_head)").fetchone()
         if first is None:
             first, last = 0, -1
         cur = conn.execute(
