@@ -3,8 +3,9 @@
 Mounted by ``create_app``; the runtime comes from the app, as everywhere in the API.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the role dependencies are made inside
+# ``add_alarm_routes`` (``require`` lives in app.py, which imports this module), and
+# FastAPI must see them as objects, not as names it cannot resolve.
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, HTTPException
@@ -61,7 +62,7 @@ def _maintenance_out(m: Maintenance) -> MaintenanceOut:
                           until=iso(m.until))
 
 
-def add_alarm_routes(app: FastAPI, runtime: Runtime) -> None:
+def add_alarm_routes(app: FastAPI, runtime: "Runtime") -> None:
     from gateway.api.app import require
 
     viewer = Annotated[Principal, require("viewer")]
