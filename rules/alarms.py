@@ -155,10 +155,16 @@ class AlarmBook:
     # -- what time alone changes ------------------------------------------------------
 
     def tick(self, now: float) -> list[Change]:
-        """Shelve expiry, re-alarm of unacknowledged alarms, escalation steps."""
+        """Shelve expiry, re-alarm of unacknowledged alarms, escalation steps.
+
+        Both apply while the operator has not acknowledged: active, or latched and not yet
+        acknowledged (a trapped passenger released by the firemen still needs the console).
+        """
         out = self.expire_shelves(now)
         for alarm in list(self.alarms.values()):
-            if alarm.state != S.ACTIVE_UNACK:
+            # unacknowledged and still needing the operator: active, or latched (not reset)
+            if not (alarm.state == S.ACTIVE_UNACK
+                    or (alarm.state == S.LATCHED and alarm.acked_at is None)):
                 continue
             rule = self.rules.get(alarm.rule_id)
             if rule is None:
@@ -171,7 +177,7 @@ class AlarmBook:
                 group = step.group or alarm.group
                 reason = (f"escalated after {step.after_s:g} s unacknowledged: priority "
                           f"{int(alarm.priority)}→{int(prio)}, group {alarm.group}→{group}")
-                alarm, t = self._move(alarm, S.ACTIVE_UNACK, now, "system", reason,
+                alarm, t = self._move(alarm, alarm.state, now, "system", reason,
                                       priority=prio, group=group,
                                       escalation=alarm.escalation + 1, annunciated_at=now)
                 out.append((alarm, t))
@@ -179,7 +185,7 @@ class AlarmBook:
                 last = alarm.annunciated_at or since
                 if now - last >= rule.realarm_s:
                     out.append(self._move(
-                        alarm, S.ACTIVE_UNACK, now, "system",
+                        alarm, alarm.state, now, "system",
                         f"re-alarm: still active and unacknowledged after "
                         f"{rule.realarm_s:g} s", annunciated_at=now))
         return out

@@ -192,10 +192,10 @@ def evaluate(cond: ConditionConfig, states: NodeStates, path: str, obs: Observat
             if v is not None:
                 samples.append([now, v])
                 del samples[:-RATE_SAMPLES_MAX]
-        while samples and samples[0][0] < now - cond.window_s:
+        while samples and samples[0][0] <= now - cond.window_s:
             samples.pop(0)
         raw = False
-        if len(samples) >= 2 and samples[-1][0] > samples[0][0]:
+        if len(samples) >= 2 and samples[-1][0] - samples[0][0] >= cond.window_s / 2:
             per_min = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0]) * 60
             raw = bool((cond.falling_per_min is not None and per_min <= -cond.falling_per_min)
                        or (cond.rising_per_min is not None and per_min >= cond.rising_per_min))

@@ -151,7 +151,9 @@ class AbsenceCondition(_Strict):
 class RateCondition(_Delays):
     """A metric changing faster than a rate, in its unit per minute, over ``window_s``.
 
-    ``falling_per_min: 5`` on ``level_pct`` is a tank draining faster than 5 %/min.
+    ``falling_per_min: 5`` on ``level_pct`` is a tank draining faster than 5 %/min. The
+    rate is taken between the oldest and newest sample in the window, once they span at
+    least half of it (one noisy step is not a trend).
     """
 
     type: Literal["rate"]

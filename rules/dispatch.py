@@ -119,9 +119,9 @@ class Dispatcher:
         floods: list[FloodChange] = []
         for alarm, t in changes:
             activation = is_activation(t)
-            renotify = t.to_state == S.ACTIVE_UNACK and (
-                t.from_state in (S.SHELVED, S.SUPPRESSED, S.OUT_OF_SERVICE)
-                or t.reason.startswith(("re-alarm", "escalated")))
+            renotify = (t.to_state == S.ACTIVE_UNACK and t.from_state in (
+                S.SHELVED, S.SUPPRESSED, S.OUT_OF_SERVICE)) or (
+                t.from_state == t.to_state and t.reason.startswith(("re-alarm", "escalated")))
             if not (activation or renotify):
                 continue
             position = self.position_of(alarm)

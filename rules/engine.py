@@ -201,11 +201,14 @@ class RuleEngine:
             return self.start(now)
         out: list[Decision] = []
         heap = self._heap
+        ready: list[str] = []
         while heap and heap[0][0] <= now:
             due, key = heapq.heappop(heap)
             if self._due.get(key) != due:
                 continue  # superseded
             del self._due[key]
+            ready.append(key)
+        for key in ready:  # a deadline set during this tick waits for the next one
             self._run(key, None, now, out)
         return out
 

@@ -102,22 +102,25 @@ def test_state_bool_is_not_a_number(clock: FakeClock) -> None:
 
 def test_rate_of_change_tank_draining(clock: FakeClock) -> None:
     eng = RuleEngine([rule({"type": "rate", "metric": "level_pct", "falling_per_min": 5,
-                            "window_s": 60})], [TANK])
-    out = []
-    for level in (80, 79, 78, 77):  # 1 %/min: fine
-        out += eng.evaluate([Reading("tank-1", "level_pct", level, 0)], clock.now())
-        clock.advance(60)
-    assert out == []
-    clock.advance(-60)
-    for level in (75, 70):  # 2 %, then 5 % within 30 s → 10 %/min over the window
+                            "window_s": 60, "off_delay_s": 30})], [TANK])
+
+    def step(level: float) -> list[tuple[str, str]]:
+        out = actions(eng.evaluate([Reading("tank-1", "level_pct", level, 0)], clock.now()))
         clock.advance(30)
-        out += eng.evaluate([Reading("tank-1", "level_pct", level, 0)], clock.now())
-    assert actions(out) == [("raise", "tank-1")]
-    clock.advance(30)
-    assert actions(eng.evaluate([Reading("tank-1", "level_pct", 70, 0)], clock.now())) == []
-    clock.advance(61)
-    assert actions(eng.evaluate([Reading("tank-1", "level_pct", 70, 0)], clock.now())) \
-        == [("clear", "tank-1")]
+        return out
+
+    assert [step(v) for v in (80, 79.5, 79)] == [[], [], []]  # 1 %/min
+    assert step(76) == [("raise", "tank-1")]  # 3 % in 30 s: 6 %/min
+    assert step(76) == []  # steady, but the off-delay holds the alarm
+    assert step(76) == [("clear", "tank-1")]
+
+
+def test_rate_needs_half_a_window_of_samples(clock: FakeClock) -> None:
+    eng = RuleEngine([rule({"type": "rate", "metric": "level_pct", "falling_per_min": 5,
+                            "window_s": 120})], [TANK])
+    eng.evaluate([Reading("tank-1", "level_pct", 80, 0)], clock.now())
+    clock.advance(10)
+    assert eng.evaluate([Reading("tank-1", "level_pct", 70, 0)], clock.now()) == []
 
 
 def test_deadband_is_distance_to_clear_level(clock: FakeClock) -> None:
