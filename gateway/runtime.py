@@ -52,6 +52,7 @@ __all__ = ["DeviceState", "Runtime"]
 log = logging.getLogger(__name__)
 
 PIPELINE_KV = "rules.pipeline.state"
+RULE_INSTANCE_KV = "rules.i:"  # one kv row per (rule, device) with state
 NOTIFICATION_TYPE = "estate.alarm.notification"
 FLOOD_TYPE = "estate.alarm.flood"
 ALARM_TOPIC_CURSOR_KV = "alarm_topic.cursor"
@@ -95,7 +96,8 @@ class Runtime:
             config.rules, [s.device for s in self.devices.values()],
             self.state.load_alarms_sync(), handling=config.alarms,
             timezone=config.site.timezone)
-        self.alarms.restore(self.state.load_kv_sync(PIPELINE_KV))
+        self.alarms.restore(self.state.load_kv_sync(PIPELINE_KV),
+                            self.state.load_kv_prefix_sync(RULE_INSTANCE_KV))
         self.alarms.load_history(self.state.activations_since_sync(time.time() - 86_400))
         for device_id in self.alarms.maintenance.devices:
             if device_id in self.devices:
@@ -191,7 +193,8 @@ class Runtime:
             log.warning("alarm flood %s at position %s: %d activations / 报警泛滥", "started"
                         if f.started else "ended", f.position, f.count)
         if outcome or self.alarms.dirty:
-            tx.kv[PIPELINE_KV] = self.alarms.snapshot()
+            tx.kv.update(self.alarms.persist(meta_key=PIPELINE_KV,
+                                             instance_prefix=RULE_INSTANCE_KV))
         await self._apply(tx)
 
     def _add_change(self, tx: Transaction, change: Change) -> None:

@@ -2,8 +2,9 @@
 
 Nothing here reads a clock or does I/O; time is passed in, so each function is a small,
 table-testable step. Each node of a rule's condition tree keeps a plain dict (``a``:
-asserted, ``p``: on-delay running since, ``c``: off-delay running since, plus what the
-leaf needs), so the engine can persist the whole tree as JSON. ``evaluate`` returns
+asserted, ``r``: the raw comparison, ``p``: on-delay running since, ``c``: off-delay
+running since, plus what the leaf needs), so the engine can persist the tree as JSON;
+``Context.changed`` says whether anything worth persisting moved. ``evaluate`` returns
 whether the node is asserted and when it may change next without new input (the engine
 keeps a timer heap of those deadlines).
 """
@@ -52,6 +53,23 @@ class Context:
     tz: ZoneInfo
     started_at: float
     pulse: bool = False  # set when an event leaf matched in this evaluation
+    changed: bool = False  # set when persisted node state changed
+    volatile: dict[str, Any] | None = None  # per-node data not worth persisting
+
+
+def _set(st: dict[str, Any], key: str, value: Any, ctx: Context) -> None:
+    if st.get(key, _MISSING) != value:
+        st[key] = value
+        ctx.changed = True
+
+
+def _pop(st: dict[str, Any], key: str, ctx: Context) -> None:
+    if key in st:
+        del st[key]
+        ctx.changed = True
+
+
+_MISSING = object()
 
 
 def _num(value: Value) -> float | None:
@@ -76,28 +94,32 @@ def threshold_cleared(cond: ThresholdCondition, value: float) -> bool:
     return value >= level
 
 
-def held(st: dict[str, Any], raw: bool, now: float, on_s: float, off_s: float
-         ) -> tuple[bool, float | None]:
+def held(st: dict[str, Any], raw: bool, now: float, on_s: float, off_s: float,
+         ctx: Context) -> tuple[bool, float | None]:
     """On-delay and off-delay: ``raw`` must hold ``on_s`` to assert and fail ``off_s`` to clear."""
     if not st.get("a"):
-        st.pop("c", None)
+        _pop(st, "c", ctx)
         if not raw:
-            st.pop("p", None)
+            _pop(st, "p", ctx)
             return False, None
-        since = st.setdefault("p", now)
+        if "p" not in st:
+            _set(st, "p", now, ctx)
+        since = st["p"]
         if now - since >= on_s:
-            st["a"] = True
-            del st["p"]
+            _set(st, "a", True, ctx)
+            _pop(st, "p", ctx)
             return True, None
         return False, since + on_s
-    st.pop("p", None)
+    _pop(st, "p", ctx)
     if raw:
-        st.pop("c", None)
+        _pop(st, "c", ctx)
         return True, None
-    since = st.setdefault("c", now)
+    if "c" not in st:
+        _set(st, "c", now, ctx)
+    since = st["c"]
     if now - since >= off_s:
-        st["a"] = False
-        del st["c"]
+        _set(st, "a", False, ctx)
+        _pop(st, "c", ctx)
         return False, None
     return True, since + off_s
 
@@ -131,59 +153,65 @@ def evaluate(cond: ConditionConfig, states: NodeStates, path: str, obs: Observat
     if st is None:
         st = states[path] = {}
     if isinstance(cond, ThresholdCondition):
+        # the persisted state is the comparison ("r"), not the value: a reading that does
+        # not cross a limit changes nothing that needs writing
         if isinstance(obs, Reading) and obs.metric == cond.metric:
             v = _num(obs.value)
             if v is not None:
-                st["v"] = v
-        v = st.get("v")
-        if v is None:
-            return False, None
-        raw = threshold_breached(cond, v) if not st.get("a") else not threshold_cleared(cond, v)
-        return held(st, raw, now, cond.for_s, cond.off_delay_s)
+                _set(st, "r", threshold_breached(cond, v) if not st.get("a")
+                     else not threshold_cleared(cond, v), ctx)
+        return held(st, bool(st.get("r")), now, cond.for_s, cond.off_delay_s, ctx)
     if isinstance(cond, StateCondition):
         if isinstance(obs, Reading) and obs.metric == cond.metric:
-            st["v"] = obs.value
-        raw = "v" in st and any(_same(st["v"], w) for w in cond.in_)
-        return held(st, raw, now, cond.for_s, cond.off_delay_s)
+            _set(st, "r", any(_same(obs.value, w) for w in cond.in_), ctx)
+        return held(st, bool(st.get("r")), now, cond.for_s, cond.off_delay_s, ctx)
     if isinstance(cond, EventCondition):
         if isinstance(obs, Event):
             if _matches(obs, cond.event, cond.match):
-                st["a"] = True
-                st["last"] = now
+                _set(st, "a", True, ctx)
+                _set(st, "last", now, ctx)
                 ctx.pulse = True
             elif cond.clear_event and obs.kind == cond.clear_event:
-                st["a"] = False
+                _set(st, "a", False, ctx)
         if st.get("a") and cond.auto_clear_s:
             due = float(st["last"]) + cond.auto_clear_s
             if now >= due:
-                st["a"] = False
+                _set(st, "a", False, ctx)
                 return False, None
             return True, due
         return bool(st.get("a")), None
     if isinstance(cond, CountCondition):
-        ts: list[float] = st.setdefault("ts", [])
+        ts: list[float] = st.get("ts") or []
+        n = len(ts)
         if isinstance(obs, Event) and _matches(obs, cond.event, cond.match):
             ts.append(now)
             del ts[:-cond.count]  # only the newest `count` can decide
+            ctx.changed = True
         while ts and ts[0] <= now - cond.within_s:
             ts.pop(0)
-        if not ts:
+        if len(ts) != n:
+            ctx.changed = True
+        if ts:
+            st["ts"] = ts
+        else:
             st.pop("ts", None)
-        st["a"] = len(ts) >= cond.count
+        _set(st, "a", len(ts) >= cond.count, ctx)
         return st["a"], (ts[0] + cond.within_s if st["a"] else None)
     if isinstance(cond, AbsenceCondition):
+        # the last-seen time is volatile: after a restart silence counts from the restart
+        vol = ctx.volatile if ctx.volatile is not None else {}
         if isinstance(obs, DeviceStatus):
             if cond.offline_status:
-                st["off"] = not obs.online
+                _set(st, "off", not obs.online, ctx)
             if obs.online:
-                st["last"] = now
+                vol[path] = now
         elif isinstance(obs, Reading | Event) and (
                 cond.metric is None or (isinstance(obs, Reading) and obs.metric == cond.metric)):
-            st["last"] = now
-            st.pop("off", None)
-        last = max(float(st.get("last", ctx.started_at)), ctx.started_at)
+            vol[path] = now
+            _pop(st, "off", ctx)
+        last = max(float(vol.get(path, ctx.started_at)), ctx.started_at)
         silent = now - last >= cond.for_s
-        st["a"] = bool(st.get("off")) or silent
+        _set(st, "a", bool(st.get("off")) or silent, ctx)
         return st["a"], None if silent else last + cond.for_s
     if isinstance(cond, RateCondition):
         samples: list[list[float]] = st.setdefault("s", [])
@@ -192,26 +220,28 @@ def evaluate(cond: ConditionConfig, states: NodeStates, path: str, obs: Observat
             if v is not None:
                 samples.append([now, v])
                 del samples[:-RATE_SAMPLES_MAX]
+                ctx.changed = True
         while samples and samples[0][0] <= now - cond.window_s:
             samples.pop(0)
+            ctx.changed = True
         raw = False
         if len(samples) >= 2 and samples[-1][0] - samples[0][0] >= cond.window_s / 2:
             per_min = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0]) * 60
             raw = bool((cond.falling_per_min is not None and per_min <= -cond.falling_per_min)
                        or (cond.rising_per_min is not None and per_min >= cond.rising_per_min))
-        active, due = held(st, raw, now, cond.for_s, cond.off_delay_s)
+        active, due = held(st, raw, now, cond.for_s, cond.off_delay_s, ctx)
         if samples:
             due = _min(due, samples[0][0] + cond.window_s)
         return active, due
     if isinstance(cond, ScheduleCondition):
-        st["a"] = in_windows(cond.windows, now, ctx.tz)
+        _set(st, "a", in_windows(cond.windows, now, ctx.tz), ctx)
         return st["a"], next_window_change(cond.windows, now, ctx.tz)
     if isinstance(cond, AllCondition | AnyCondition):
         results = [evaluate(child, states, f"{path}.{i}", obs, now, ctx)
                    for i, child in enumerate(cond.conditions)]
         combine = all if isinstance(cond, AllCondition) else any
         raw = combine(r[0] for r in results)
-        active, due = held(st, raw, now, cond.for_s, cond.off_delay_s)
+        active, due = held(st, raw, now, cond.for_s, cond.off_delay_s, ctx)
         for _, child_due in results:
             due = _min(due, child_due)
         return active, due

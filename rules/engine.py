@@ -87,45 +87,53 @@ class RuleEngine:
         self._group_of: dict[str, str] = {}  # member instance → building group key
         self._members: dict[str, list[str]] = defaultdict(list)
         self._suppress_metrics: set[tuple[str, str]] = set()
+        by_kind: dict[Any, list[Device]] = defaultdict(list)
+        for dev in devices:
+            by_kind[dev.kind].append(dev)
+        self._split: dict[str, tuple[str, str]] = {}
         for rule in self.rules.values():
             cond = effective_condition(rule)
             self._cond[rule.id] = cond
             leaves = [leaf for _, leaf in iter_leaves(cond)]
-            for dev in devices:
-                if not selects(rule.select, dev):
+            listens_any = any(isinstance(leaf, AbsenceCondition) for leaf in leaves)
+            timed = any(isinstance(leaf, AbsenceCondition | ScheduleCondition)
+                        for leaf in leaves)
+            metrics: set[str] = set()
+            events: set[str] = set()
+            for leaf in leaves:
+                if isinstance(leaf, EventCondition):
+                    events.add(leaf.event)
+                    if leaf.clear_event:
+                        events.add(leaf.clear_event)
+                elif isinstance(leaf, CountCondition):
+                    events.add(leaf.event)
+                elif not isinstance(leaf, AbsenceCondition | ScheduleCondition):
+                    metrics.add(leaf.metric)
+            sel = rule.select
+            candidates = by_kind[sel.kind] if sel.kind is not None else devices
+            for dev in candidates:
+                if not selects(sel, dev):
                     continue
                 key = f"{rule.id}|{dev.id}"
+                self._split[key] = (rule.id, dev.id)
                 if rule.per == "building":
                     group = f"{rule.id}|{BUILDING_PREFIX}{dev.location.building}"
                     self._group_of[key] = group
                     self._members[group].append(key)
                 if rule.suppress_when is not None:
                     self._suppress_metrics.add((dev.id, rule.suppress_when.metric))
-                listens_any = any(isinstance(leaf, AbsenceCondition) for leaf in leaves)
-                metrics: set[str] = set()
-                events: set[str] = set()
-                for leaf in leaves:
-                    if isinstance(leaf, AbsenceCondition):
-                        continue
-                    if isinstance(leaf, EventCondition):
-                        events.add(leaf.event)
-                        if leaf.clear_event:
-                            events.add(leaf.clear_event)
-                    elif isinstance(leaf, CountCondition):
-                        events.add(leaf.event)
-                    elif not isinstance(leaf, ScheduleCondition):
-                        metrics.add(leaf.metric)
+                if timed:
+                    self._always_timed.append(key)
                 if listens_any:
                     self._by_device[dev.id].append(key)  # absence also hears status
-                if any(isinstance(leaf, AbsenceCondition | ScheduleCondition) for leaf in leaves):
-                    self._always_timed.append(key)
+                    continue
                 for m in metrics:
-                    if not listens_any:
-                        self._by_metric[(dev.id, m)].append(key)
+                    self._by_metric[(dev.id, m)].append(key)
                 for e in events:
-                    if not listens_any:
-                        self._by_event[(dev.id, e)].append(key)
+                    self._by_event[(dev.id, e)].append(key)
         self.state: dict[str, dict[str, Any]] = {}
+        self._volatile: dict[str, dict[str, Any]] = {}
+        self._changed: set[str] = set()
         self.latest: dict[str, Value] = {}  # "device|metric" for suppress_when
         self.latest_version = 0
         self.started_at: float | None = None
@@ -137,14 +145,24 @@ class RuleEngine:
     # -- persistence ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        """The whole state (for tests and small sites); the runtime writes ``delta()``."""
         self.dirty = False
-        return {"v": SNAPSHOT_VERSION, "instances": self.state, "latest": self.latest}
+        self._changed.clear()
+        return {"v": SNAPSHOT_VERSION, "instances": {k: v for k, v in self.state.items() if v},
+                "latest": self.latest}
+
+    def delta(self) -> dict[str, dict[str, Any]]:
+        """Instances whose persisted state changed since the last call ({} = now empty)."""
+        out = {k: self.state.get(k, {}) for k in self._changed}
+        self._changed.clear()
+        self.dirty = False
+        return out
 
     def restore(self, snapshot: dict[str, Any] | None) -> None:
         if not snapshot or snapshot.get("v") != SNAPSHOT_VERSION:
             return  # an older format: start clean rather than misread it
         self.state = {k: v for k, v in snapshot.get("instances", {}).items()
-                      if k.split("|", 1)[0] in self.rules}
+                      if v and k.split("|", 1)[0] in self.rules}
         self.latest = dict(snapshot.get("latest", {}))
 
     def start(self, now: float) -> list[Decision]:
@@ -154,15 +172,10 @@ class RuleEngine:
         """
         self.started_at = now
         out: list[Decision] = []
-        keys = [k for k in self.state if k in self._group_of or self._rule_of(k) is not None]
-        for key in dict.fromkeys([*keys, *self._always_timed]):
-            if key.split("|", 1)[1].startswith(BUILDING_PREFIX):
-                continue
-            self._run(key, None, now, out)
+        for key in dict.fromkeys([*self.state, *self._always_timed]):
+            if key in self._split:
+                self._run(key, None, now, out)
         return out
-
-    def _rule_of(self, key: str) -> RuleConfig | None:
-        return self.rules.get(key.split("|", 1)[0])
 
     def suppressed_value(self, device_id: str, metric: str) -> Value | None:
         return self.latest.get(f"{device_id}|{metric}")
@@ -218,14 +231,20 @@ class RuleEngine:
         return self._heap[0][0] if self._heap else None
 
     def _run(self, key: str, obs: Observation | None, now: float, out: list[Decision]) -> None:
-        rule_id, device_id = key.split("|", 1)
+        split = self._split.get(key)
+        if split is None:
+            return  # a restored instance of a device no longer selected
+        rule_id, device_id = split
         rule = self.rules[rule_id]
         self.evaluations += 1
         st = self.state.get(key)
         if st is None:
             st = self.state[key] = {}
-        ctx = Context(self.tz, self.started_at if self.started_at is not None else now)
-        before = repr(st)
+        vol = self._volatile.get(key)
+        if vol is None:
+            vol = self._volatile[key] = {}
+        ctx = Context(self.tz, self.started_at if self.started_at is not None else now,
+                      volatile=vol)
         active, due = evaluate(self._cond[rule_id], st, "0", obs, now, ctx)
         if due is not None:
             if self._due.get(key) != due:
@@ -234,11 +253,13 @@ class RuleEngine:
         else:
             self._due.pop(key, None)
         was = bool(st.get("out"))
-        group = self._group_of.get(key)
         if active != was:
             st["out"] = active
-        if repr(st) != before:
+            ctx.changed = True
+        if ctx.changed:
+            self._changed.add(key)
             self.dirty = True
+        group = self._group_of.get(key)
         if group is not None:
             if active != was:
                 self._group(rule, group, now, out)
@@ -259,6 +280,7 @@ class RuleEngine:
         if active != bool(gst.get("out")):
             gst["out"] = active
             gst["n"] = n
+            self._changed.add(group)
             self.dirty = True
             device_id = group.split("|", 1)[1]
             out.append(self._decision("raise" if active else "clear", rule, device_id, now, n))

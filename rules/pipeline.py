@@ -71,17 +71,38 @@ class AlarmPipeline:
                            self._inhibit)
         self.dispatcher = Dispatcher(self.handling, self.devices)
         self.kpi = AlarmKpi(self.handling)
+        self._meta_dirty = False
 
     # -- persistence ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"engine": self.engine.snapshot(), "dispatch": self.dispatcher.snapshot(),
+        """Everything, in one JSON value (tests, the ``rules test`` runner)."""
+        return {"engine": self.engine.snapshot(), **self._meta()}
+
+    def _meta(self) -> dict[str, Any]:
+        return {"latest": self.engine.latest, "dispatch": self.dispatcher.snapshot(),
                 "maintenance": {k: m.as_dict() for k, m in self.maintenance.devices.items()}}
 
-    def restore(self, snap: dict[str, Any] | None) -> None:
-        if not snap:
+    def persist(self, *, meta_key: str, instance_prefix: str) -> dict[str, Any]:
+        """kv rows to write with this step: changed rule instances, and the small rest.
+
+        Only instances whose state changed are written (a reading that crosses no limit
+        writes nothing), so the cost does not grow with the number of rules and devices.
+        """
+        rows: dict[str, Any] = {f"{instance_prefix}{k}": v
+                                for k, v in self.engine.delta().items()}
+        if self._meta_dirty:
+            rows[meta_key] = self._meta()
+            self._meta_dirty = False
+        return rows
+
+    def restore(self, snap: dict[str, Any] | None,
+                instances: dict[str, dict[str, Any]] | None = None) -> None:
+        if not snap and not instances:
             return
-        self.engine.restore(snap.get("engine"))
+        snap = snap or {}
+        engine = snap.get("engine") or {"v": 2, "instances": instances or {}}
+        self.engine.restore({**engine, "latest": snap.get("latest", engine.get("latest", {}))})
         self.dispatcher.restore(snap.get("dispatch"))
         self.maintenance.devices = {k: Maintenance(**m)
                                     for k, m in (snap.get("maintenance") or {}).items()}
@@ -92,7 +113,7 @@ class AlarmPipeline:
 
     @property
     def dirty(self) -> bool:
-        return self.engine.dirty
+        return self.engine.dirty or self._meta_dirty
 
     # -- steps ------------------------------------------------------------------------
 
@@ -100,6 +121,7 @@ class AlarmPipeline:
         before = self.engine.latest_version
         decisions = self.engine.evaluate(observations, now)
         remute = self.engine.latest_version != before
+        self._meta_dirty |= remute
         return self._decide(decisions, now, remute=remute)
 
     def tick(self, now: float) -> Outcome:
@@ -115,6 +137,8 @@ class AlarmPipeline:
         notes, floods = self.dispatcher.tick(now)
         out.notifications.extend(notes)
         out.floods.extend(floods)
+        if out.notifications or out.floods:
+            self._meta_dirty = True
         return out
 
     def _decide(self, decisions: list[Decision], now: float, *, remute: bool) -> Outcome:
@@ -145,6 +169,8 @@ class AlarmPipeline:
         return out
 
     def _after(self, changes: list[Change], now: float, out: Outcome) -> None:
+        if changes:
+            self._meta_dirty = True
         for alarm, t in changes:
             if is_activation(t):
                 self.kpi.add(now, alarm.alarm_id, self.dispatcher.position_of(alarm))
@@ -171,7 +197,7 @@ class AlarmPipeline:
             self.maintenance.devices.pop(device_id, None)
         else:
             self.maintenance.devices[device_id] = m
-        self.engine.dirty = True
+        self._meta_dirty = True
         self._inhibit.refresh()
         return self.book.remute(self.mutes, now)
 

@@ -290,6 +290,12 @@ class StateStore:
         row = self._reader().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
+    def load_kv_prefix_sync(self, prefix: str) -> dict[str, Any]:
+        """Every kv entry whose key starts with ``prefix`` (prefix removed)."""
+        cur = self._reader().execute(
+            "SELECT key, value FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))
+        return {k[len(prefix):]: orjson.loads(v) for k, v in cur}
+
     def transitions_sync(self, alarm_id: str) -> list[AlarmTransition]:
         cur = self._reader().execute(
             "SELECT alarm_id, from_state, to_state, at, by, reason FROM alarm_transitions "

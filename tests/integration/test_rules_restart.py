@@ -46,11 +46,9 @@ def _raised_at(db: Path, alarm_id: str) -> float | None:
 
 def _pending_persisted(db: Path) -> bool:
     with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT value FROM kv WHERE key = 'rules.pipeline.state'").fetchone()
-    if row is None:
-        return False
-    inst = orjson.loads(row[0])["engine"]["instances"].get("tank-low|tank-1", {})
-    return "p" in inst.get("0", {})
+        row = conn.execute("SELECT value FROM kv WHERE key = 'rules.i:tank-low|tank-1'"
+                           ).fetchone()
+    return row is not None and "p" in orjson.loads(row[0]).get("0", {})
 
 
 def test_on_delay_fires_at_original_deadline_after_sigkill(tmp_path: Path, broker) -> None:

@@ -260,3 +260,26 @@ def test_pipeline_snapshot_survives_restart(clock: FakeClock) -> None:
     assert q.tick(clock.now()).changes == []
     clock.advance(1)
     assert [t.to_state for _, t in q.tick(clock.now()).changes] == [S.ACTIVE_UNACK]
+
+
+def test_persist_writes_only_changed_instances_and_restores_from_rows(clock: FakeClock) -> None:
+    r = rule("low", LOW.when.model_dump() | {"for_s": 600})
+    p = AlarmPipeline([r], [TANK, Device("tank-2", DeviceKind.WATER_TANK, Location("B2"),
+                                         "mqtt", "native")])
+    p.observe([level(50), Reading("tank-2", "level_pct", 60.0, 0)], clock.now())
+    rows: dict[str, Any] = {}
+    rows.update(p.persist(meta_key="meta", instance_prefix="i:"))
+    p.observe([level(55)], clock.now())  # crosses nothing: nothing to write
+    assert p.persist(meta_key="meta", instance_prefix="i:") == {}
+    p.observe([level(10)], clock.now())  # the on-delay starts: that instance only
+    delta = p.persist(meta_key="meta", instance_prefix="i:")
+    assert list(delta) == ["i:low|tank-1"]
+    rows.update(delta)
+    clock.advance(400)
+    q = AlarmPipeline([r], list(p.devices.values()))
+    q.restore(rows.get("meta"), {k.removeprefix("i:"): v for k, v in rows.items()
+                                 if k.startswith("i:")})
+    clock.advance(199)
+    assert q.tick(clock.now()).changes == []
+    clock.advance(1)
+    assert [t.to_state for _, t in q.tick(clock.now()).changes] == [S.ACTIVE_UNACK]
