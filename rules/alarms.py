@@ -61,6 +61,15 @@ class AlarmBook:
                  ) -> None:
         self.alarms: dict[str, Alarm] = {a.alarm_id: a for a in alarms}
         self.rules: Mapping[str, RuleConfig] = rules or {}
+        # alarm ids by rule and by device, so re-muting looks only where a mute can apply
+        self.by_rule: dict[str, set[str]] = {}
+        self.by_device: dict[str, set[str]] = {}
+        for a in self.alarms.values():
+            self._index(a)
+
+    def _index(self, a: Alarm) -> None:
+        self.by_rule.setdefault(a.rule_id, set()).add(a.alarm_id)
+        self.by_device.setdefault(a.device_id, set()).add(a.alarm_id)
 
     def active(self) -> list[Alarm]:
         return [a for a in self.alarms.values() if a.state != S.NORMAL]
@@ -93,6 +102,7 @@ class AlarmBook:
                 alarm = Alarm(aid, d.rule_id, d.device_id, S.NORMAL, d.priority, d.message,
                               d.at, d.at, d.at, 0, False, d.value, d.latching,
                               group=rule.group if rule else "console")
+                self._index(alarm)
             counted = alarm.count + (1 if d.repeat or not alarm.condition_active else 0)
             if alarm.state in (S.NORMAL, S.RTN_UNACK) or (
                     alarm.state == S.LATCHED and not alarm.condition_active):
@@ -130,10 +140,23 @@ class AlarmBook:
         self.alarms[aid] = alarm.with_(condition_active=False, updated_at=d.at)
         return None
 
-    def remute(self, mute: MuteFn, now: float) -> list[Change]:
-        """Re-check suppression after maintenance, device states or root-cause alarms moved."""
+    def remute(self, mute: MuteFn, now: float, *, rules: Iterable[str] | None = None,
+               devices: Iterable[str] = ()) -> list[Change]:
+        """Re-check suppression after maintenance, device states or root-cause alarms moved.
+
+        ``rules`` and ``devices`` narrow the alarms looked at (``None``: all).
+        """
         out: list[Change] = []
-        for alarm in list(self.alarms.values()):
+        if rules is None:
+            candidates = list(self.alarms.values())
+        else:
+            ids: set[str] = set()
+            for r in rules:
+                ids |= self.by_rule.get(r, set())
+            for d in devices:
+                ids |= self.by_device.get(d, set())
+            candidates = [self.alarms[i] for i in sorted(ids)]
+        for alarm in candidates:
             if alarm.state == S.SUPPRESSED:
                 why = mute(alarm)
                 if why is None:

@@ -72,6 +72,8 @@ class AlarmPipeline:
         self.dispatcher = Dispatcher(self.handling, self.devices)
         self.kpi = AlarmKpi(self.handling)
         self._meta_dirty = False
+        self._mutable_rules = {r.id for r in self.rules.values()
+                               if r.suppress_when is not None or r.inhibited_by}
 
     # -- persistence ------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class AlarmPipeline:
                         out.touched.append(alarm)
         if remute or (decisions and self._inhibit.sources):
             self._inhibit.refresh()
-            out.changes.extend(self.book.remute(self.mutes, now))
+            out.changes.extend(self.book.remute(self.mutes, now, rules=self._mutable_rules))
         self._after(out.changes, now, out)
         return out
 
@@ -199,7 +201,7 @@ class AlarmPipeline:
             self.maintenance.devices[device_id] = m
         self._meta_dirty = True
         self._inhibit.refresh()
-        return self.book.remute(self.mutes, now)
+        return self.book.remute(self.mutes, now, rules=(), devices=[device_id])
 
     def kpis(self, now: float) -> dict[str, Any]:
         d = self.dispatcher
