@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from gateway.types import Device, DeviceStatus, Event, Observation, Priority, Quality, Reading, Value
+from gateway.types import Device, Event, Observation, Priority, Quality, Reading, Value
 from rules.conditions import Context, evaluate
 from rules.config import (
     AbsenceCondition,
