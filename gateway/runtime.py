@@ -261,10 +261,15 @@ class Runtime:
                         await asyncio.wait_for(self.journal_signal.wait(), 1.0)
                 continue
             for entry in entries:
-                if entry.type == ALARM_TYPE:
+                # transitions on the alarm topic; grouped notifications and flood start/end
+                # on <alarm topic>/notifications (what a guard's phone or post screen shows)
+                topic = self.alarm_topic if entry.type == ALARM_TYPE else (
+                    f"{self.alarm_topic}/notifications"
+                    if entry.type in (NOTIFICATION_TYPE, FLOOD_TYPE) else None)
+                if topic is not None:
                     body = orjson.dumps(to_cloudevent(entry, self.site))
                     try:
-                        await self.mqtt.publish(self.alarm_topic, body, qos=1)
+                        await self.mqtt.publish(topic, body, qos=1)
                         self.metrics.alarms_published += 1
                     except DeviceUnavailable:
                         self.metrics.alarm_publish_failures += 1
