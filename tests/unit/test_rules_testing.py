@@ -79,3 +79,23 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert wrong.returncode == 1 and "+water.level_low:tank-1" in wrong.stdout
     broken = run(bad)
     assert broken.returncode == 2 and "devices: List should have at least 1 item" in broken.stdout
+
+
+def test_packs_pass_check_config_against_the_vocabulary(tmp_path: Path) -> None:
+    """Every metric and event a pack names exists for its kinds (guards vocabulary drift)."""
+    from gateway.config import load_config
+
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text("""\
+site: {id: t}
+include: [pack:water_tank, pack:elevator, pack:access_gate, pack:parking_barrier, pack:generic]
+devices:
+  - {id: tank-1, kind: water_tank, location: {building: B1}}
+  - {id: lift-1, kind: elevator, location: {building: B1}}
+  - {id: door-1, kind: access_gate, location: {building: B1}, tags: [rooftop]}
+  - {id: bar-1, kind: parking_barrier, location: {building: P1}}
+  - {id: pm-1, kind: generic, location: {building: B1}}
+""")
+    loaded = load_config(cfg)
+    assert len(loaded.rules) >= 45
+    assert {r.priority for r in loaded.rules} == {"emergency", "high", "medium", "low"}
