@@ -213,4 +213,6 @@ def create_app(runtime: Runtime) -> FastAPI:
                 for d in letters]
 
     add_alarm_routes(app, runtime)
+    from gateway.api.console import install as install_console  # it imports `require`
+    install_console(app, runtime)
     return app
