@@ -147,6 +147,12 @@ def _cmd_token_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules_test(args: argparse.Namespace) -> int:
+    from rules.testing import run_files
+
+    return run_files(args.files)
+
+
 def _cmd_store_stats(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.store.stats import store_stats_text
@@ -189,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after this many seconds and print a summary")
     demo.add_argument("--speed", type=float, default=1.0, help="simulation steps per second")
     demo.set_defaults(fn=_cmd_demo)
+
+    rules = sub.add_parser("rules", help="rule tools / 规则工具")
+    rsub = rules.add_subparsers(dest="action", required=True)
+    rtest = rsub.add_parser("test", help="run rule unit tests written in YAML / 运行规则测试")
+    rtest.add_argument("files", nargs="+")
+    rtest.set_defaults(fn=_cmd_rules_test)
 
     sim = sub.add_parser("simulate", help="drive a real broker with simulated devices")
     sim.add_argument("--host", default="127.0.0.1")

@@ -24,6 +24,7 @@ import orjson
 from drivers.mqtt.codec import MqttCodec
 from drivers.mqtt.driver import MqttDriver, MqttSettings
 from drivers.profiles import builtin_profiles
+from gateway.alarm_metrics import alarm_kpi_families
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
@@ -43,14 +44,19 @@ from gateway.types import (
     Reading,
     Value,
 )
-from rules.alarms import AlarmBook, Change
-from rules.engine import Decision, RuleEngine
+from gateway.store.state import JournalDraft
+from rules.alarms import Change
+from rules.mute import Maintenance
+from rules.pipeline import AlarmPipeline, Outcome
 
 __all__ = ["DeviceState", "Runtime"]
 
 log = logging.getLogger(__name__)
 
-ENGINE_KV = "rules.engine.state"
+PIPELINE_KV = "rules.pipeline.state"
+RULE_INSTANCE_KV = "rules.i:"  # one kv row per (rule, device) with state
+NOTIFICATION_TYPE = "estate.alarm.notification"
+FLOOD_TYPE = "estate.alarm.flood"
 ALARM_TOPIC_CURSOR_KV = "alarm_topic.cursor"
 
 
@@ -94,9 +100,18 @@ class Runtime:
         self.influx: Any = None
         self.state = StateStore(self.data_dir / "state.db",
                                 dead_letter_max=config.store.retention.dead_letters)
-        self.engine = RuleEngine(config.rules, [s.device for s in self.devices.values()])
-        self.engine.restore(self.state.load_kv_sync(ENGINE_KV))
-        self.book = AlarmBook(self.state.load_alarms_sync())
+        self.alarms = AlarmPipeline(
+            config.rules, [s.device for s in self.devices.values()],
+            self.state.load_alarms_sync(), handling=config.alarms,
+            timezone=config.site.timezone)
+        self.alarms.restore(self.state.load_kv_sync(PIPELINE_KV),
+                            self.state.load_kv_prefix_sync(RULE_INSTANCE_KV))
+        self.alarms.load_history(self.state.activations_since_sync(time.time() - 86_400))
+        for device_id in self.alarms.maintenance.devices:
+            if device_id in self.devices:
+                self.devices[device_id].maintenance = True
+        self.engine = self.alarms.engine
+        self.book = self.alarms.book
         self.auth = AuthStore(self.data_dir / "auth.db")
         self._lock = asyncio.Lock()
         self._dead: list[DeadLetter] = []
@@ -115,6 +130,8 @@ class Runtime:
         self.api_server: Any = None
         # name → callable yielding prometheus metric families (drivers, sinks add theirs)
         self.extra_metrics: dict[str, Any] = {}
+        self.extra_metrics["alarms"] = lambda: alarm_kpi_families(
+            self.alarms.kpis(self.clock.now()))
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
@@ -168,26 +185,31 @@ class Runtime:
             if known:
                 self.metrics.events_duplicate += len(known)
                 events = [e for e in events if e.event_id not in known]
-        decisions = self.engine.evaluate([*readings, *events, *statuses], now)
-        if events or decisions or self.engine.dirty:
-            tx = Transaction(events=events, journal=[event_draft(e) for e in events])
-            await self._commit_decisions(decisions, tx)
+        async with self._lock:
+            outcome = self.alarms.observe([*readings, *events, *statuses], now)
+            if events or outcome or self.alarms.dirty:
+                tx = Transaction(events=events, journal=[event_draft(e) for e in events])
+                await self._commit_outcome(outcome, tx)
         self.metrics.ingest_batches += 1
         self.metrics.ingest_seconds += time.perf_counter() - started
 
-    async def _commit_decisions(self, decisions: Sequence[Decision], tx: Transaction) -> None:
-        async with self._lock:
-            for d in decisions:
-                change = self.book.apply(d)
-                if change is not None:
-                    self._add_change(tx, change)
-                else:
-                    alarm = self.book.alarms.get(f"{d.rule_id}:{d.device_id}")
-                    if alarm is not None:
-                        tx.alarms.append(alarm)
-            if self.engine.dirty:
-                tx.kv[ENGINE_KV] = self.engine.snapshot()
-            await self._apply(tx)
+    async def _commit_outcome(self, outcome: Outcome, tx: Transaction) -> None:
+        """Write an alarm-pipeline step with its journal rows and state; hold ``_lock``."""
+        for change in outcome.changes:
+            self._add_change(tx, change)
+        tx.alarms.extend(outcome.touched)
+        for n in outcome.notifications:
+            tx.journal.append(JournalDraft(NOTIFICATION_TYPE, n.at, n.group, n.as_dict()))
+        for f in outcome.floods:
+            tx.journal.append(JournalDraft(FLOOD_TYPE, f.at, f.position, {
+                "position": f.position, "state": "start" if f.started else "end",
+                "activations": f.count}))
+            log.warning("alarm flood %s at position %s: %d activations / 报警泛滥", "started"
+                        if f.started else "ended", f.position, f.count)
+        if outcome or self.alarms.dirty:
+            tx.kv.update(self.alarms.persist(meta_key=PIPELINE_KV,
+                                             instance_prefix=RULE_INSTANCE_KV))
+        await self._apply(tx)
 
     def _add_change(self, tx: Transaction, change: Change) -> None:
         alarm, transition = change
@@ -204,10 +226,16 @@ class Runtime:
 
     async def operator_change(self, change: Change) -> Alarm:
         """Store an operator's action (already applied to the book) with its journal row."""
-        tx = Transaction()
-        self._add_change(tx, change)
-        await self._apply(tx)
+        await self._commit_outcome(self.alarms.operator(change, self.clock.now()),
+                                   Transaction())
         return change[0]
+
+    async def set_maintenance(self, device_id: str, m: Maintenance | None) -> None:
+        """Put a device in (``m``) or out (``None``) of maintenance; re-mutes its alarms."""
+        async with self._lock:
+            outcome = self.alarms.set_maintenance(device_id, m, self.clock.now())
+            self.devices[device_id].maintenance = m is not None
+            await self._commit_outcome(outcome, Transaction())
 
     # -- background loops -------------------------------------------------------------
 
@@ -216,14 +244,12 @@ class Runtime:
         while True:
             now = self.clock.now()
             self.heartbeats["rules.ticker"] = self.clock.monotonic()
-            decisions = self.engine.tick(now)
             async with self._lock:
-                expired = self.book.expire_shelves(now)
-            if decisions or expired:
-                tx = Transaction()
-                for change in expired:
-                    self._add_change(tx, change)
-                await self._commit_decisions(decisions, tx)
+                outcome = self.alarms.tick(now)
+                if outcome or self.alarms.dirty:
+                    await self._commit_outcome(outcome, Transaction())
+                    for device_id, st in self.devices.items():
+                        st.maintenance = device_id in self.alarms.maintenance.devices
             if self._dead:
                 letters, self._dead = self._dead, []
                 try:
@@ -245,10 +271,15 @@ class Runtime:
                         await asyncio.wait_for(self.journal_signal.wait(), 1.0)
                 continue
             for entry in entries:
-                if entry.type == ALARM_TYPE:
+                # transitions on the alarm topic; grouped notifications and flood start/end
+                # on <alarm topic>/notifications (what a guard's phone or post screen shows)
+                topic = self.alarm_topic if entry.type == ALARM_TYPE else (
+                    f"{self.alarm_topic}/notifications"
+                    if entry.type in (NOTIFICATION_TYPE, FLOOD_TYPE) else None)
+                if topic is not None:
                     body = orjson.dumps(to_cloudevent(entry, self.site))
                     try:
-                        await self.mqtt.publish(self.alarm_topic, body, qos=1)
+                        await self.mqtt.publish(topic, body, qos=1)
                         self.metrics.alarms_published += 1
                     except DeviceUnavailable:
                         self.metrics.alarm_publish_failures += 1

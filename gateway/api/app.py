@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api import schemas
+from gateway.api.alarm_routes import add_alarm_routes
 from gateway.auth import Principal, Role, role_allows
 from gateway.errors import AuthError
 from gateway.journal import iso, to_cloudevent
@@ -84,7 +85,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(body, media_type=content_type)
 
     @app.get("/api/v1/alarms", response_model=list[schemas.AlarmOut], tags=["alarms"])
-    async def alarms(_: Viewer, state: str | None = None, include_normal: bool = False
+    async def alarms(_: Viewer, state: str | None = None, include_normal: bool = False,
+                     priority: Annotated[int | None, Query(ge=1, le=4)] = None,
+                     building: str | None = None, kind: str | None = None,
+                     rule: str | None = None, device: str | None = None
                      ) -> list[schemas.AlarmOut]:
         out = []
         for a in runtime.alarm_list():
@@ -92,7 +96,16 @@ def create_app(runtime: Runtime) -> FastAPI:
                 continue
             if not include_normal and state is None and a.state.value == "normal":
                 continue
-            out.append(schemas.alarm_out(a, runtime))
+            if priority is not None and int(a.priority) != priority:
+                continue
+            if (rule is not None and a.rule_id != rule) or (
+                    device is not None and a.device_id != device):
+                continue
+            row = schemas.alarm_out(a, runtime)
+            if (building is not None and row.building != building) or (
+                    kind is not None and row.device_kind != kind):
+                continue
+            out.append(row)
         return out
 
     @app.get("/api/v1/alarms/{alarm_id}", response_model=schemas.AlarmDetail, tags=["alarms"],
@@ -207,6 +220,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                                      payload=d.payload[:512].decode("utf-8", "replace"))
                 for d in letters]
 
+    add_alarm_routes(app, runtime)
     from gateway.api.console import install as install_console  # it imports `require`
     install_console(app, runtime)
     return app

@@ -94,6 +94,13 @@ ALARM_COLUMNS = (
     "alarm_id", "rule_id", "device_id", "state", "priority", "message", "first_raised_at",
     "last_raised_at", "updated_at", "count", "condition_active", "value", "latching",
     "acked_by", "acked_at", "shelved_until", "shelved_by", "shelve_reason",
+    "active_since", "annunciated_at", "escalation", "grp", "suppressed_by",
+)
+# columns added after the first release: (name, declaration) added by ALTER TABLE on open
+ALARM_COLUMNS_ADDED = (
+    ("active_since", "REAL"), ("annunciated_at", "REAL"),
+    ("escalation", "INTEGER NOT NULL DEFAULT 0"), ("grp", "TEXT NOT NULL DEFAULT 'console'"),
+    ("suppressed_by", "TEXT"),
 )
 
 
@@ -135,7 +142,8 @@ def _alarm_row(a: Alarm) -> tuple[Any, ...]:
     return (a.alarm_id, a.rule_id, a.device_id, a.state.value, int(a.priority), a.message,
             a.first_raised_at, a.last_raised_at, a.updated_at, a.count, int(a.condition_active),
             a.value, int(a.latching), a.acked_by, a.acked_at, a.shelved_until, a.shelved_by,
-            a.shelve_reason)
+            a.shelve_reason, a.active_since, a.annunciated_at, a.escalation, a.group,
+            a.suppressed_by)
 
 
 def alarm_from_row(row: Sequence[Any]) -> Alarm:
@@ -144,6 +152,7 @@ def alarm_from_row(row: Sequence[Any]) -> Alarm:
     d["priority"] = Priority(d["priority"])
     d["condition_active"] = bool(d["condition_active"])
     d["latching"] = bool(d["latching"])
+    d["group"] = d.pop("grp")
     return Alarm(**d)
 
 
@@ -162,6 +171,10 @@ class StateStore:
         try:
             conn = connect(self.path, synchronous="FULL")
             conn.executescript(SCHEMA)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(alarms)")}
+            for name, decl in ALARM_COLUMNS_ADDED:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE alarms ADD COLUMN {name} {decl}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open state store: {exc}") from exc
         return conn
@@ -277,12 +290,28 @@ class StateStore:
         row = self._reader().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
+    def load_kv_prefix_sync(self, prefix: str) -> dict[str, Any]:
+        """Every kv entry whose key starts with ``prefix`` (prefix removed)."""
+        cur = self._reader().execute(
+            "SELECT key, value FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))
+        return {k[len(prefix):]: orjson.loads(v) for k, v in cur}
+
     def transitions_sync(self, alarm_id: str) -> list[AlarmTransition]:
         cur = self._reader().execute(
             "SELECT alarm_id, from_state, to_state, at, by, reason FROM alarm_transitions "
             "WHERE alarm_id = ? ORDER BY id", (alarm_id,))
         return [AlarmTransition(a, AlarmState(f), AlarmState(t), at, by, r)
                 for a, f, t, at, by, r in cur]
+
+    def activations_since_sync(self, since: float) -> list[tuple[str, float]]:
+        """(alarm id, time) of every activation (annunciated raise) since ``since``."""
+        cur = self._reader().execute(
+            "SELECT alarm_id, at FROM alarm_transitions WHERE at >= ? AND to_state = ? "
+            "AND from_state IN (?, ?, ?) ORDER BY id", (since, AlarmState.ACTIVE_UNACK.value,
+                                                         AlarmState.NORMAL.value,
+                                                         AlarmState.RTN_UNACK.value,
+                                                         AlarmState.LATCHED.value))
+        return [(a, at) for a, at in cur]
 
     def journal_sync(self, after: int, limit: int) -> list[JournalEntry]:
         cur = self._reader().execute(

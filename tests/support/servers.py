@@ -141,6 +141,11 @@ class GatewayProcess:
         return httpx.post(f"{self.url}{path}", headers=headers, json=json, timeout=10)
 
 
+    def put(self, path: str, json: object = None, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.put(f"{self.url}{path}", headers=headers, json=json, timeout=10)
+
+
 def write_config(path: Path, *, broker_port: int, data_dir: Path, devices: list[dict],
                  rules: list[dict], site: str = "test-site", extra: dict | None = None) -> Path:
     cfg = {"site": {"id": site}, "broker": {"host": "127.0.0.1", "port": broker_port,
