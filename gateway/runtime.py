@@ -17,18 +17,21 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from drivers.mqtt.codec import MqttCodec
 from drivers.mqtt.driver import MqttDriver, MqttSettings
 from drivers.profiles import builtin_profiles
+from gateway.audit import AuditEntry, record
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
+from gateway.commands import CommandService
 from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
+from gateway.ratelimit import LoginLimiter
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
 from gateway.types import (
@@ -41,8 +44,12 @@ from gateway.types import (
     Reading,
     Value,
 )
+from gateway.watchdog import HealthCheck, Liveness, Notifier, Watchdog, watchdog_interval_s
 from rules.alarms import AlarmBook, Change
 from rules.engine import Decision, RuleEngine
+
+if TYPE_CHECKING:
+    from drivers.base import Driver
 
 __all__ = ["DeviceState", "Runtime"]
 
@@ -89,7 +96,11 @@ class Runtime:
         self.engine = RuleEngine(config.rules, [s.device for s in self.devices.values()])
         self.engine.restore(self.state.load_kv_sync(ENGINE_KV))
         self.book = AlarmBook(self.state.load_alarms_sync())
-        self.auth = AuthStore(self.data_dir / "auth.db")
+        self.auth = AuthStore(self.data_dir / "auth.db",
+                              session_ttl_s=config.api.auth.session_ttl_s)
+        a = config.api.auth
+        self.login_limiter = LoginLimiter(self.clock, a.login_max_failures, a.login_window_s,
+                                          a.login_lockout_s)
         self._lock = asyncio.Lock()
         self._dead: list[DeadLetter] = []
         self.journal_signal = asyncio.Condition()
@@ -104,6 +115,13 @@ class Runtime:
         self.api_server: Any = None
         # name → callable yielding prometheus metric families (drivers, sinks add theirs)
         self.extra_metrics: dict[str, Any] = {}
+        # security and operations (issue 9): the command path and the watchdog's view
+        self.liveness = Liveness(self.clock)
+        self.watchdog: Watchdog | None = None
+        self.command_drivers: dict[str, Driver] = {}  # transport → driver, set when built
+        self.commands = CommandService(config.commands,
+                                       {i: st.device for i, st in self.devices.items()},
+                                       self.command_drivers, self._apply, self.clock)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
@@ -188,10 +206,13 @@ class Runtime:
                 self.journal_signal.notify_all()
         return entries
 
-    async def operator_change(self, change: Change) -> Alarm:
-        """Store an operator's action (already applied to the book) with its journal row."""
+    async def operator_change(self, change: Change, audit: AuditEntry | None = None) -> Alarm:
+        """Store an operator's action (already applied to the book) with its journal row,
+        and its audit row in the same transaction."""
         tx = Transaction()
         self._add_change(tx, change)
+        if audit is not None:
+            record(tx, audit)
         await self._apply(tx)
         return change[0]
 
@@ -271,7 +292,9 @@ class Runtime:
             tls_insecure=b.tls.insecure if b.tls else False, keepalive_s=b.keepalive_s,
             reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
             batch_max=self.config.store.batch_max)
-        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.ingest, self.reject, self.clock)
+        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.liveness.watch("ingest", self.ingest),
+                               self.reject, self.clock)
+        self.command_drivers["mqtt"] = self.mqtt
         return self.mqtt
 
     async def run(self, *, serve_api: bool = True) -> None:
@@ -282,6 +305,9 @@ class Runtime:
             tg.create_task(self._ticker(), name="rules.ticker")
             tg.create_task(self._alarm_publisher(), name="alarm_topic.publisher")
             tg.create_task(self._retention(), name="store.retention")
+            watchdog = self._watchdog()
+            if watchdog is not None:
+                tg.create_task(watchdog.run(self.ready), name="service.watchdog")
             if serve_api and self.config.api.enabled:
                 from gateway.api.server import serve
 
@@ -290,6 +316,18 @@ class Runtime:
             self.ready.set()
             log.info("gateway ready: site %s, %d devices, %d rules / 网关已就绪", self.site,
                      len(self.devices), len(self.engine.rules))
+
+    def _watchdog(self) -> Watchdog | None:
+        """systemd's notify/watchdog protocol, when the process runs under systemd."""
+        if not self.auth.has_admin():
+            log.warning("no admin user yet: create one with `estate-gateway user add NAME "
+                        "--role admin` / 尚无管理员账户")
+        notifier = Notifier.from_env()
+        if not notifier.enabled:
+            return None
+        health = HealthCheck(self.clock, self.config.watchdog, self.liveness, self.heartbeats)
+        self.watchdog = Watchdog(notifier, health, self.clock, watchdog_interval_s())
+        return self.watchdog
 
     def close(self) -> None:
         self.telemetry.close()
