@@ -121,7 +121,7 @@ class Runtime:
         self.command_drivers: dict[str, Driver] = {}  # transport → driver, set when built
         self.commands = CommandService(config.commands,
                                        {i: st.device for i, st in self.devices.items()},
-                                       self.command_drivers, self._apply, self.clock)
+                                       self.command_drivers, self.apply, self.clock)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
@@ -198,6 +198,10 @@ class Runtime:
         tx.alarms.append(alarm)
         tx.transitions.append(transition)
         tx.journal.append(alarm_draft(alarm, transition))
+
+    async def apply(self, tx: Transaction) -> list[JournalEntry]:
+        """Write one state transaction and wake the journal readers (for API modules)."""
+        return await self._apply(tx)
 
     async def _apply(self, tx: Transaction) -> list[JournalEntry]:
         entries = await self.state.apply(tx)

@@ -74,7 +74,7 @@ async def _audit(request: Request, *entries: AuditEntry) -> None:
     tx = Transaction()
     for e in entries:
         record(tx, e)
-    await runtime_of(request).state.apply(tx)
+    await runtime_of(request).apply(tx)
 
 
 @router.post("/api/v1/login", response_model=schemas.LoginResult, tags=["auth"],
