@@ -304,6 +304,9 @@ class Runtime:
     async def run(self, *, serve_api: bool = True) -> None:
         """Run until cancelled."""
         mqtt = self.build_mqtt(self.broker_port_override)
+        if not self.auth.has_admin():
+            log.warning("no admin user yet: create one with `estate-gateway user add NAME "
+                        "--role admin` / 尚无管理员账户")
         async with asyncio.TaskGroup() as tg:
             tg.create_task(mqtt.run(), name="driver[mqtt]")
             tg.create_task(self._ticker(), name="rules.ticker")
@@ -323,9 +326,6 @@ class Runtime:
 
     def _watchdog(self) -> Watchdog | None:
         """systemd's notify/watchdog protocol, when the process runs under systemd."""
-        if not self.auth.has_admin():
-            log.warning("no admin user yet: create one with `estate-gateway user add NAME "
-                        "--role admin` / 尚无管理员账户")
         notifier = Notifier.from_env()
         if not notifier.enabled:
             return None
