@@ -64,7 +64,7 @@ class BrokerConfig(_Strict):
     topic_prefix: str = Field("estate", pattern=r"^[^#+/][^#+]*$")
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_max_s: float = Field(5.0, gt=0)
     max_payload_bytes: int = Field(65_536, ge=64, le=16_777_216)
     embedded: bool = False
 
