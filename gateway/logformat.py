@@ -45,8 +45,11 @@ def setup_logging(level: str, fmt: LogFormat = "text") -> None:
     """Root handler on stderr (journald keeps it); chatty libraries held at WARNING."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
+    handler.set_name("estate-gateway")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in [h for h in root.handlers if h.get_name() == "estate-gateway"]:
+        root.removeHandler(old)  # called twice (tests): replace ours, keep anyone else's
+    root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     for noisy in QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)

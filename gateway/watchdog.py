@@ -93,16 +93,18 @@ class Liveness:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._since: dict[str, float] = {}
+        # name → start times of the passes in progress (two drivers may share one sink)
+        self._since: dict[str, list[float]] = {}
         self.durations: dict[str, tuple[list[int], list[float]]] = {}
 
     @contextlib.contextmanager
     def busy(self, name: str) -> Iterator[None]:
-        start = self._since[name] = self.clock.monotonic()
+        start = self.clock.monotonic()
+        self._since.setdefault(name, []).append(start)
         try:
             yield
         finally:
-            self._since.pop(name, None)
+            self._since[name].remove(start)
             took = self.clock.monotonic() - start
             counts, total = self.durations.setdefault(name, ([0] * (len(BUCKETS_S) + 1), [0.0]))
             counts[next((i for i, b in enumerate(BUCKETS_S) if took <= b), len(BUCKETS_S))] += 1
@@ -119,8 +121,9 @@ class Liveness:
         return watched
 
     def busy_for(self, name: str) -> float | None:
+        """How long the oldest pass in progress has taken; None when none is."""
         since = self._since.get(name)
-        return None if since is None else self.clock.monotonic() - since
+        return self.clock.monotonic() - min(since) if since else None
 
 
 class HealthCheck:

@@ -154,3 +154,13 @@ async def test_run_sends_ready_then_stopping_on_cancel(clock: FakeClock,
     assert sent[0] == "READY=1\nSTATUS=running / 运行中"
     assert "WATCHDOG=1" in sent[1:-1]
     assert sent[-1] == "STOPPING=1"
+
+
+def test_two_drivers_sharing_the_sink_the_oldest_pass_counts(clock: FakeClock) -> None:
+    liveness = Liveness(clock)
+    with liveness.busy("ingest"):  # the MQTT driver's batch, stuck
+        clock.advance(10)
+        with liveness.busy("ingest"):  # a Modbus poll passes through meanwhile
+            clock.advance(1)
+        assert liveness.busy_for("ingest") == 11
+    assert liveness.busy_for("ingest") is None
