@@ -296,8 +296,8 @@ class Runtime:
             tls_insecure=b.tls.insecure if b.tls else False, keepalive_s=b.keepalive_s,
             reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
             batch_max=self.config.store.batch_max)
-        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.liveness.watch("ingest", self.ingest),
-                               self.reject, self.clock)
+        sink = self.liveness.watch("ingest", self.ingest)  # the watchdog sees a stuck batch
+        self.mqtt = MqttDriver(settings, self.mqtt_codec, sink, self.reject, self.clock)
         self.command_drivers["mqtt"] = self.mqtt
         return self.mqtt
 
