@@ -7,7 +7,7 @@ A command passes, in order:
    device's ``roles`` names them; a rule only when ``commands.rules_enabled`` is on and the
    device's ``rule_actions`` lists the action (``rule_may_issue``);
 3. the rate limits, per device and per user (sliding windows);
-4. the driver that owns the device's transport (``Driver.execute``), with a timeout.
+4. the driver that owns the device (``drivers[device_id].execute``), with a timeout.
 
 Every command — refused, failed or done — leaves one audit row (``device.command``) with
 the driver's ``CommandResult``, in the audit table and in the journal, in one transaction.
@@ -51,7 +51,8 @@ class CommandOutcome:
 
 
 class CommandService:
-    """Routes commands to ``drivers[device.transport]``; ``drivers`` may grow after start.
+    """Routes commands to ``drivers[device_id]`` (``Runtime.command_drivers``: the MQTT
+    driver or the Modbus bus driver that owns the device; filled when drivers start).
 
     ``apply`` writes a state ``Transaction`` (``Runtime.apply``: the store plus a wake-up
     for journal readers).
@@ -149,11 +150,12 @@ class CommandService:
         return CommandOutcome(command, result, outcome)
 
     async def _execute(self, command: Command) -> CommandResult:
-        transport = self.devices[command.device_id].transport
-        driver = self.drivers.get(transport)
+        driver = self.drivers.get(command.device_id)
         if driver is None:
+            transport = self.devices[command.device_id].transport
             return CommandResult(command.command_id, ok=False,
-                                 detail=f"no {transport} driver is running / 驱动未运行")
+                                 detail=f"no {transport} driver is running for this device "
+                                        "/ 驱动未运行")
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 return await driver.execute(command)

@@ -158,7 +158,7 @@ class RecordingDriver:
 async def test_command_route_authorises_limits_and_records_the_result(
         rt: Runtime, client: httpx.AsyncClient) -> None:
     driver = RecordingDriver()
-    rt.command_drivers["mqtt"] = driver
+    rt.command_drivers["barrier-1"] = driver
     olga = await login(client, "olga")
     r = await client.get("/api/v1/devices/barrier-1/commands", headers=olga)
     assert r.json() == {"device_id": "barrier-1", "actions": ["open"]}

@@ -66,7 +66,8 @@ def driver() -> RecordingDriver:
 
 @pytest.fixture
 def service(state: StateStore, driver: RecordingDriver, clock: FakeClock) -> CommandService:
-    return CommandService(CONFIG, DEVICES, {"mqtt": driver}, state.apply, clock)
+    return CommandService(CONFIG, DEVICES, {"barrier-1": driver, "door-1": driver},
+                          state.apply, clock)
 
 
 async def test_operator_opens_a_barrier_the_config_allows(
@@ -144,7 +145,7 @@ async def test_driver_failure_is_recorded_as_failed(service: CommandService,
     assert row["detail"]["result"]["ok"] is False
 
 
-async def test_device_on_a_transport_without_driver_fails_not_crashes(
+async def test_device_without_a_running_driver_fails_not_crashes(
         service: CommandService) -> None:
     out = await service.issue(actor="eve", role="engineer", device_id="pump-1", action="start")
     assert out.outcome == "failed"
@@ -165,7 +166,7 @@ async def test_rule_gate(service: CommandService, state: StateStore,
 async def test_rule_gate_is_off_unless_enabled(state: StateStore, driver: RecordingDriver,
                                                clock: FakeClock) -> None:
     cfg = CONFIG.model_copy(update={"rules_enabled": False})
-    svc = CommandService(cfg, DEVICES, {"mqtt": driver}, state.apply, clock)
+    svc = CommandService(cfg, DEVICES, {"barrier-1": driver}, state.apply, clock)
     assert not svc.rule_may_issue("lot-full", "barrier-1", "close")
 
 
