@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
 from drivers.modbus.config import cross_check as modbus_cross_check
 from drivers.modbus.mapfile import MapError, load_maps
+from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
 from gateway.policy import AuthConfig, CommandsConfig, WatchdogConfig
 from gateway.types import Device, DeviceKind, Location
@@ -29,6 +30,7 @@ from rules.config import EventCondition, RuleConfig, ThresholdCondition
 __all__ = [
     "ApiConfig",
     "BrokerConfig",
+    "ConsoleConfig",
     "DeviceConfig",
     "GatewayConfig",
     "StoreConfig",
@@ -101,6 +103,14 @@ class ApiConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
+class ConsoleConfig(_Strict):
+    """The operator console: shift length and the alarm-flood threshold (EEMUA 191)."""
+
+    shift_max_hours: float = Field(8, gt=0, le=24)
+    flood_alarms: int = Field(10, ge=1)  # more than this many raised alarms ...
+    flood_window_s: float = Field(600, gt=0)  # ... within this window is a flood
+
+
 class LocationConfig(_Strict):
     building: str
     floor: str | int | None = None
@@ -136,11 +146,13 @@ class GatewayConfig(_Strict):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     modbus_buses: list[ModbusBusConfig] = Field(default_factory=list)
     modbus_map_dirs: list[str] = Field(default_factory=list)  # relative to this file
+    profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles, likewise
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
 
@@ -383,6 +395,8 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             lines.append(f"{where}: {_fmt_path(list(clean), data)}: {msg}")
         raise ConfigError(file, lines) from None
     crossed, map_problems = _cross_check(cfg), []
+    profile_refs, profile_files = _check_profiles(cfg, file)
+    crossed += profile_refs
     if cfg.modbus_buses or cfg.modbus_map_dirs or any(d.modbus for d in cfg.devices) or any(
             d.transport == "modbus" for d in cfg.devices):
         try:  # the Modbus checks live with the driver; maps are refused with their own lines
@@ -390,10 +404,34 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             crossed += modbus_cross_check(cfg.modbus_buses, cfg.devices, maps)
         except MapError as exc:
             map_problems = exc.problems
-    if crossed or map_problems:
+    if crossed or map_problems or profile_files:
         raise ConfigError(file, [f"{_locate(smap, loc, file)}: {_fmt_path(list(loc), data)}: {m}"
-                                 for loc, m in crossed] + map_problems)
+                                 for loc, m in crossed] + profile_files + map_problems)
     return cfg
+
+
+def _check_profiles(cfg: GatewayConfig, file: str) -> tuple[
+        list[tuple[tuple[str | int, ...], str]], list[str]]:
+    """Load every payload profile (shipped and ``profile_dirs``, relative to the config file)
+    and check each MQTT device names one of its kind; profile files report their own lines."""
+    dirs = [str(Path(file).parent / d) for d in cfg.profile_dirs]
+    problems: list[tuple[tuple[str | int, ...], str]] = [
+        (("profile_dirs", i), f"folder {d!r} not found (looked in {dirs[i]}) / 找不到模板目录")
+        for i, d in enumerate(cfg.profile_dirs) if not Path(dirs[i]).is_dir()]
+    profiles, files = load_profiles([Path(d) for d in dirs if Path(d).is_dir()])
+    for i, dev in enumerate(cfg.devices):
+        found = profiles.get(profile_key(dev.kind, dev.profile))
+        if dev.transport != "mqtt" or (found is not None and found.kind == dev.kind):
+            continue
+        known = sorted(p.id for p in profiles.values() if p.kind == dev.kind)
+        guess = difflib.get_close_matches(dev.profile, known, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        if found is not None:
+            hint = f" (that profile is for {found.kind.value})"
+        problems.append((("devices", i, "profile"),
+                         f"unknown {dev.kind.value} profile {dev.profile!r}{hint}; expected one "
+                         f"of {', '.join(known)} (or add a file to profile_dirs) / 未知报文模板"))
+    return problems, files
 
 
 def load_config(path: str | Path) -> GatewayConfig:

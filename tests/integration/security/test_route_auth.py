@@ -2,7 +2,8 @@
 
 The routes come from the app's own schema, so a route added later is checked without
 editing this file; a route without a ``require(...)`` gate fails unless it is listed in
-``OPEN``. Only health, login and the API description are open (read-only, no data).
+``OPEN`` or ``TICKET``. Only health, login, the API description and the console's static
+page are open (read-only, no data).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from gateway.runtime import Runtime
 from tests.support.runtime import runtime
 
 OPEN = {("GET", "/healthz"), ("POST", "/api/v1/login")}
+# EventSource cannot send headers: the console's live stream takes a one-use ticket that
+# only a viewer's bearer credential can get (POST /api/v1/stream/ticket, gated as usual)
+TICKET = {("GET", "/api/v1/stream")}
 
 
 def _need(route: APIRoute) -> Any:
@@ -83,6 +87,12 @@ async def test_every_schema_route_needs_a_credential_and_the_right_role(
         url = _concrete(path)
         if (method, path) in OPEN:
             assert need is None, f"{method} {path} is open by design but has a gate"
+            continue
+        if (method, path) in TICKET:
+            for headers in ({}, {"Authorization": f"Bearer {tokens['admin']}"}):
+                r = await client.request(method, url, params={"ticket": "forged"},
+                                         headers=headers)
+                assert r.status_code == 401, f"{method} {path} with a forged ticket"
             continue
         assert need is not None, f"{method} {path} has no require(...) gate"
         r = await client.request(method, url)
