@@ -207,10 +207,13 @@ class Runtime:
         self.metrics.ingest_batches += 1
         self.metrics.ingest_seconds += time.perf_counter() - started
 
-    async def _commit_outcome(self, outcome: Outcome, tx: Transaction) -> None:
+    async def _commit_outcome(self, outcome: Outcome, tx: Transaction,
+                              audit: AuditEntry | None = None) -> None:
         """Write an alarm-pipeline step with its journal rows and state; hold ``_lock``."""
         for change in outcome.changes:
             self._add_change(tx, change)
+        if audit is not None:  # right after the change it records, in the same transaction
+            record(tx, audit)
         tx.alarms.extend(outcome.touched)
         for n in outcome.notifications:
             tx.journal.append(JournalDraft(NOTIFICATION_TYPE, n.at, n.group, n.as_dict()))
@@ -245,10 +248,8 @@ class Runtime:
     async def operator_change(self, change: Change, audit: AuditEntry | None = None) -> Alarm:
         """Store an operator's action (already applied to the book) with its journal row,
         and its audit row in the same transaction."""
-        tx = Transaction()
-        if audit is not None:
-            record(tx, audit)
-        await self._commit_outcome(self.alarms.operator(change, self.clock.now()), tx)
+        await self._commit_outcome(self.alarms.operator(change, self.clock.now()),
+                                   Transaction(), audit)
         return change[0]
 
     async def set_maintenance(self, device_id: str, m: Maintenance | None) -> None:
