@@ -176,9 +176,10 @@ def stored_points(db: Path) -> set[tuple[str, int]]:
 
     with sqlite3.connect(db) as conn:
         rows = list(conn.execute(
-            "SELECT s.device_id, p.ts_ms FROM points p JOIN series s ON s.id = p.series_id "
-            "UNION ALL SELECT s.device_id, h.ts_ms FROM points_head h "
+            "SELECT s.device_id, s.metric, p.ts_ms FROM points p "
+            "JOIN series s ON s.id = p.series_id UNION ALL "
+            "SELECT s.device_id, s.metric, h.ts_ms FROM points_head h "
             "JOIN series s ON s.id = h.series_id"))
     if len(rows) != len(set(rows)):
         raise AssertionError(f"{len(rows) - len(set(rows))} readings stored twice")
-    return set(rows)
+    return {(device, ts) for device, _, ts in rows}
