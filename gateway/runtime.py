@@ -27,6 +27,7 @@ from drivers.profiles import builtin_profiles
 from gateway.alarm_metrics import alarm_kpi_families
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
+from gateway.clockwatch import StepDetector
 from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
@@ -76,6 +77,7 @@ class IngestMetrics:
     observations: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     events_duplicate: int = 0
+    clock_steps: int = 0
     alarm_publish_failures: int = 0
     alarms_published: int = 0
     ingest_batches: int = 0
@@ -114,6 +116,7 @@ class Runtime:
         self.book = self.alarms.book
         self.auth = AuthStore(self.data_dir / "auth.db")
         self._lock = asyncio.Lock()
+        self.clock_watch = StepDetector()
         self._dead: list[DeadLetter] = []
         self.journal_signal = asyncio.Condition()
         self.started_at = time.time()
@@ -186,6 +189,7 @@ class Runtime:
                 self.metrics.events_duplicate += len(known)
                 events = [e for e in events if e.event_id not in known]
         async with self._lock:
+            now = await self._rules_now()  # after the writes above, and on a checked scale
             outcome = self.alarms.observe([*readings, *events, *statuses], now)
             if events or outcome or self.alarms.dirty:
                 tx = Transaction(events=events, journal=[event_draft(e) for e in events])
@@ -233,7 +237,7 @@ class Runtime:
     async def set_maintenance(self, device_id: str, m: Maintenance | None) -> None:
         """Put a device in (``m``) or out (``None``) of maintenance; re-mutes its alarms."""
         async with self._lock:
-            outcome = self.alarms.set_maintenance(device_id, m, self.clock.now())
+            outcome = self.alarms.set_maintenance(device_id, m, await self._rules_now())
             self.devices[device_id].maintenance = m is not None
             await self._commit_outcome(outcome, Transaction())
 
@@ -242,9 +246,9 @@ class Runtime:
     async def _ticker(self) -> None:
         """Timers: on/off delays, auto-clear, shelve expiry; also flushes dead letters."""
         while True:
-            now = self.clock.now()
             self.heartbeats["rules.ticker"] = self.clock.monotonic()
             async with self._lock:
+                now = await self._rules_now()
                 outcome = self.alarms.tick(now)
                 if outcome or self.alarms.dirty:
                     await self._commit_outcome(outcome, Transaction())
@@ -257,6 +261,22 @@ class Runtime:
                 except StoreError as exc:
                     log.warning("dead letters not kept: %s", exc)
             await self.clock.sleep(0.25)
+
+    async def _rules_now(self) -> float:
+        """The time for a rules step; hold ``_lock``.
+
+        Every step samples the clocks here, under the lock, so the step detector sees the
+        samples in order and a wall-clock step (NTP correction) is found, and the rule and
+        alarm timers shifted and stored, before any step runs on the new scale.
+        """
+        now = self.clock.now()
+        delta = self.clock_watch.feed(now, self.clock.monotonic())
+        if delta is not None:
+            self.metrics.clock_steps += 1
+            log.warning("wall clock stepped by %+.1f s; rule timers shifted / 系统时间跳变",
+                        delta)
+            await self._commit_outcome(self.alarms.shift_time(delta, now), Transaction())
+        return now
 
     async def _alarm_publisher(self) -> None:
         """Publish every alarm transition from the journal, QoS 1, in order, at least once."""
