@@ -21,6 +21,7 @@ from drivers.modbus.config import cross_check as modbus_cross_check
 from drivers.modbus.mapfile import MapError, load_maps
 from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
+from gateway.policy import AuthConfig, CommandsConfig, WatchdogConfig
 from gateway.types import Device, DeviceKind, Location
 from gateway.vocabulary import EVENTS, METRICS
 from gateway.yamlsource import SourceMap, YamlSourceError, load_with_lines
@@ -170,6 +171,8 @@ class ApiConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    cors_allow_origins: list[str] = Field(default_factory=list)  # closed unless listed
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
 class ConsoleConfig(_Strict):
@@ -224,6 +227,8 @@ class GatewayConfig(_Strict):
     modbus_buses: list[ModbusBusConfig] = Field(default_factory=list)
     modbus_map_dirs: list[str] = Field(default_factory=list)  # relative to this file
     profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles, likewise
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]
@@ -389,6 +394,7 @@ def _cross_check(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
                              " / 设备编号重复"))
         else:
             seen[dev.id] = i
+    problems.extend(_check_commands(cfg))
     rule_seen: dict[str, int] = {}
     kinds_by_id = {d.id: d.kind for d in cfg.devices}
     for i, rule in enumerate(cfg.rules):
@@ -456,6 +462,24 @@ def _check_rule_names(i: int, rule: RuleConfig, kinds: set[DeviceKind], rule_ids
             hint = f" (did you mean '{guess[0]}'?)" if guess else ""
             problems.append((("rules", i, "inhibited_by", j, "rule"),
                              f"unknown rule {inh.rule!r}{hint} / 规则不存在"))
+    return problems
+
+
+def _check_commands(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Command allow-lists must name configured devices; rule actions must be allowed."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    known = [d.id for d in cfg.devices]
+    for dev_id, dc in cfg.commands.devices.items():
+        if dev_id not in known:
+            guess = difflib.get_close_matches(dev_id, known, n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+            problems.append((("commands", "devices", dev_id),
+                             f"unknown device {dev_id!r}{hint} / 设备不存在"))
+        for j, action in enumerate(dc.rule_actions):
+            if action not in dc.actions:
+                problems.append((("commands", "devices", dev_id, "rule_actions", j),
+                                 f"rule action {action!r} is not in this device's actions "
+                                 f"{dc.actions} / 规则指令不在允许列表中"))
     return problems
 
 

@@ -25,12 +25,15 @@ from drivers.mqtt.codec import MqttCodec
 from drivers.mqtt.driver import MqttDriver, MqttSettings
 from drivers.profiles import builtin_profiles
 from gateway.alarm_metrics import alarm_kpi_families
+from gateway.audit import AuditEntry, record
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
 from gateway.clockwatch import StepDetector
+from gateway.commands import CommandService
 from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
+from gateway.ratelimit import LoginLimiter
 from gateway.store.deadband import ReportByException, policies_from_config
 from gateway.store.retention import TelemetryPolicy
 from gateway.store.sqlite import TelemetryStore
@@ -49,6 +52,7 @@ from gateway.store.state import JournalDraft
 from rules.alarms import Change
 from rules.mute import Maintenance
 from rules.pipeline import AlarmPipeline, Outcome
+from gateway.watchdog import HealthCheck, Liveness, Notifier, Watchdog, watchdog_interval_s
 
 __all__ = ["DeviceState", "Runtime"]
 
@@ -114,7 +118,11 @@ class Runtime:
                 self.devices[device_id].maintenance = True
         self.engine = self.alarms.engine
         self.book = self.alarms.book
-        self.auth = AuthStore(self.data_dir / "auth.db")
+        self.auth = AuthStore(self.data_dir / "auth.db",
+                              session_ttl_s=config.api.auth.session_ttl_s)
+        a = config.api.auth
+        self.login_limiter = LoginLimiter(self.clock, a.login_max_failures, a.login_window_s,
+                                          a.login_lockout_s)
         self._lock = asyncio.Lock()
         self.clock_watch = StepDetector()
         self._dead: list[DeadLetter] = []
@@ -135,6 +143,12 @@ class Runtime:
         self.extra_metrics: dict[str, Any] = {}
         self.extra_metrics["alarms"] = lambda: alarm_kpi_families(
             self.alarms.kpis(self.clock.now()))
+        # security and operations (issue 9): the command path and the watchdog's view
+        self.liveness = Liveness(self.clock)
+        self.watchdog: Watchdog | None = None
+        self.commands = CommandService(config.commands,
+                                       {i: st.device for i, st in self.devices.items()},
+                                       self.command_drivers, self.apply, self.clock)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
@@ -197,10 +211,13 @@ class Runtime:
         self.metrics.ingest_batches += 1
         self.metrics.ingest_seconds += time.perf_counter() - started
 
-    async def _commit_outcome(self, outcome: Outcome, tx: Transaction) -> None:
+    async def _commit_outcome(self, outcome: Outcome, tx: Transaction,
+                              audit: AuditEntry | None = None) -> None:
         """Write an alarm-pipeline step with its journal rows and state; hold ``_lock``."""
         for change in outcome.changes:
             self._add_change(tx, change)
+        if audit is not None:  # right after the change it records, in the same transaction
+            record(tx, audit)
         tx.alarms.extend(outcome.touched)
         for n in outcome.notifications:
             tx.journal.append(JournalDraft(NOTIFICATION_TYPE, n.at, n.group, n.as_dict()))
@@ -221,6 +238,10 @@ class Runtime:
         tx.transitions.append(transition)
         tx.journal.append(alarm_draft(alarm, transition))
 
+    async def apply(self, tx: Transaction) -> list[JournalEntry]:
+        """Write one state transaction and wake the journal readers (for API modules)."""
+        return await self._apply(tx)
+
     async def _apply(self, tx: Transaction) -> list[JournalEntry]:
         entries = await self.state.apply(tx)
         if entries:
@@ -228,10 +249,11 @@ class Runtime:
                 self.journal_signal.notify_all()
         return entries
 
-    async def operator_change(self, change: Change) -> Alarm:
-        """Store an operator's action (already applied to the book) with its journal row."""
+    async def operator_change(self, change: Change, audit: AuditEntry | None = None) -> Alarm:
+        """Store an operator's action (already applied to the book) with its journal row,
+        and its audit row in the same transaction."""
         await self._commit_outcome(self.alarms.operator(change, self.clock.now()),
-                                   Transaction())
+                                   Transaction(), audit)
         return change[0]
 
     async def set_maintenance(self, device_id: str, m: Maintenance | None) -> None:
@@ -335,7 +357,8 @@ class Runtime:
             tls_insecure=b.tls.insecure if b.tls else False, keepalive_s=b.keepalive_s,
             reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
             batch_max=self.config.store.batch_max)
-        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.ingest, self.reject, self.clock)
+        sink = self.liveness.watch("ingest", self.ingest)  # the watchdog sees a stuck batch
+        self.mqtt = MqttDriver(settings, self.mqtt_codec, sink, self.reject, self.clock)
         return self.mqtt
 
     def build_modbus(self) -> list[Any]:
@@ -349,7 +372,8 @@ class Runtime:
 
         base = self.config_path.parent if self.config_path else Path.cwd()
         maps = load_maps([base / d for d in cfg.modbus_map_dirs])
-        self.modbus = build_drivers(cfg.modbus_buses, bound, maps, self.ingest)
+        self.modbus = build_drivers(cfg.modbus_buses, bound, maps,
+                                    self.liveness.watch("ingest", self.ingest))
         for drv in self.modbus:
             for device_id in drv.device_ids:
                 self.command_drivers[device_id] = drv
@@ -387,6 +411,9 @@ class Runtime:
     async def run(self, *, serve_api: bool = True) -> None:
         """Run until cancelled."""
         mqtt = self.build_mqtt(self.broker_port_override)
+        if not self.auth.has_admin():
+            log.warning("no admin user yet: create one with `estate-gateway user add NAME "
+                        "--role admin` / 尚无管理员账户")
         for device_id, st in self.devices.items():
             if st.device.transport == "mqtt":
                 self.command_drivers[device_id] = mqtt
@@ -406,6 +433,9 @@ class Runtime:
                                          devices={k: v.device for k, v in self.devices.items()},
                                          clock=self.clock)
                 tg.create_task(self.influx.run(), name="store.influx")
+            watchdog = self._watchdog()
+            if watchdog is not None:
+                tg.create_task(watchdog.run(self.ready), name="service.watchdog")
             if serve_api and self.config.api.enabled:
                 from gateway.api.server import serve
 
@@ -414,6 +444,15 @@ class Runtime:
             self.ready.set()
             log.info("gateway ready: site %s, %d devices, %d rules / 网关已就绪", self.site,
                      len(self.devices), len(self.engine.rules))
+
+    def _watchdog(self) -> Watchdog | None:
+        """systemd's notify/watchdog protocol, when the process runs under systemd."""
+        notifier = Notifier.from_env()
+        if not notifier.enabled:
+            return None
+        health = HealthCheck(self.clock, self.config.watchdog, self.liveness, self.heartbeats)
+        self.watchdog = Watchdog(notifier, health, self.clock, watchdog_interval_s())
+        return self.watchdog
 
     def close(self) -> None:
         self.telemetry.close()

@@ -14,10 +14,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,7 +32,10 @@ from gateway.types import (
     Priority,
 )
 
-__all__ = ["DeadLetter", "JournalDraft", "StateStore", "Transaction"]
+if TYPE_CHECKING:
+    from gateway.audit import AuditEntry
+
+__all__ = ["Apply", "DeadLetter", "JournalDraft", "StateStore", "Transaction"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -87,6 +90,18 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    audit_id TEXT NOT NULL UNIQUE,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    client TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, id);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -133,9 +148,15 @@ class Transaction:
     transitions: list[AlarmTransition] = field(default_factory=list)
     journal: list[JournalDraft] = field(default_factory=list)
     kv: dict[str, Any] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)  # gateway.audit.record adds these
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.alarms or self.transitions or self.journal or self.kv)
+        return bool(self.events or self.alarms or self.transitions or self.journal or self.kv
+                    or self.audit)
+
+
+Apply = Callable[[Transaction], Awaitable[list[JournalEntry]]]
+"""Writes one transaction (``StateStore.apply`` or ``Runtime.apply``)."""
 
 
 def _alarm_row(a: Alarm) -> tuple[Any, ...]:
@@ -230,6 +251,12 @@ class StateStore:
                 if row is not None:
                     out.append(JournalEntry(row[0], draft.event_id, draft.type, draft.time,
                                             draft.subject, draft.data))
+            if tx.audit:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO audit (audit_id, at, actor, action, target, outcome, "
+                    "client, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(a.audit_id, a.at, a.actor, a.action, a.target, a.outcome, a.client,
+                      orjson.dumps(dict(a.detail)).decode()) for a in tx.audit])
             for key, value in tx.kv.items():
                 conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
                              (key, orjson.dumps(value).decode()))
@@ -341,8 +368,31 @@ class StateStore:
         return [Event(d, k, at, eid, orjson.loads(attrs), rcv)
                 for eid, d, k, at, rcv, attrs in cur]
 
+    def audit_sync(self, *, before: int | None = None, limit: int = 100,
+                   actor: str | None = None, action: str | None = None
+                   ) -> list[tuple[int, dict[str, Any]]]:
+        """Audit rows, newest first, as (id, entry dict); ``before`` pages backwards."""
+        where, args = [], []
+        if before is not None:
+            where.append("id < ?")
+            args.append(before)
+        if actor is not None:
+            where.append("actor = ?")
+            args.append(actor)
+        if action is not None:
+            where.append("action = ?")
+            args.append(action)
+        sql = ("SELECT id, audit_id, at, actor, action, target, outcome, client, detail "
+               "FROM audit" + (f" WHERE {' AND '.join(where)}" if where else "") +
+               " ORDER BY id DESC LIMIT ?")
+        cur = self._reader().execute(sql, (*args, limit))
+        return [(i, {"audit_id": aid, "at": at, "actor": who, "action": act, "target": tgt,
+                     "outcome": out, "client": cl, "detail": orjson.loads(det)})
+                for i, aid, at, who, act, tgt, out, cl, det in cur]
+
     def count_sync(self, table: str) -> int:
-        if table not in ("events", "alarms", "alarm_transitions", "journal", "dead_letters"):
+        if table not in ("events", "alarms", "alarm_transitions", "journal", "dead_letters",
+                         "audit"):
             raise ValueError(table)
         return int(self._reader().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
