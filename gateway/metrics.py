@@ -62,6 +62,9 @@ class _RuntimeCollector(Collector):
                                       value=mm.skew_corrected)
         yield CounterMetricFamily("gateway_events_duplicate", "Redelivered events ignored",
                                   value=m.events_duplicate)
+        yield CounterMetricFamily("gateway_clock_steps",
+                                  "Steps of the gateway's wall clock; rule timers were shifted",
+                                  value=m.clock_steps)
         t = rt.telemetry
         yield CounterMetricFamily("gateway_store_points_written", "Readings stored",
                                   value=t.points_written)

@@ -28,6 +28,7 @@ from gateway.alarm_metrics import alarm_kpi_families
 from gateway.audit import AuditEntry, record
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
+from gateway.clockwatch import StepDetector
 from gateway.commands import CommandService
 from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
@@ -80,6 +81,7 @@ class IngestMetrics:
     observations: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     events_duplicate: int = 0
+    clock_steps: int = 0
     alarm_publish_failures: int = 0
     alarms_published: int = 0
     ingest_batches: int = 0
@@ -122,6 +124,7 @@ class Runtime:
         self.login_limiter = LoginLimiter(self.clock, a.login_max_failures, a.login_window_s,
                                           a.login_lockout_s)
         self._lock = asyncio.Lock()
+        self.clock_watch = StepDetector()
         self._dead: list[DeadLetter] = []
         self.journal_signal = asyncio.Condition()
         self.started_at = time.time()
@@ -200,6 +203,7 @@ class Runtime:
                 self.metrics.events_duplicate += len(known)
                 events = [e for e in events if e.event_id not in known]
         async with self._lock:
+            now = await self._rules_now()  # after the writes above, and on a checked scale
             outcome = self.alarms.observe([*readings, *events, *statuses], now)
             if events or outcome or self.alarms.dirty:
                 tx = Transaction(events=events, journal=[event_draft(e) for e in events])
@@ -255,7 +259,7 @@ class Runtime:
     async def set_maintenance(self, device_id: str, m: Maintenance | None) -> None:
         """Put a device in (``m``) or out (``None``) of maintenance; re-mutes its alarms."""
         async with self._lock:
-            outcome = self.alarms.set_maintenance(device_id, m, self.clock.now())
+            outcome = self.alarms.set_maintenance(device_id, m, await self._rules_now())
             self.devices[device_id].maintenance = m is not None
             await self._commit_outcome(outcome, Transaction())
 
@@ -264,9 +268,9 @@ class Runtime:
     async def _ticker(self) -> None:
         """Timers: on/off delays, auto-clear, shelve expiry; also flushes dead letters."""
         while True:
-            now = self.clock.now()
             self.heartbeats["rules.ticker"] = self.clock.monotonic()
             async with self._lock:
+                now = await self._rules_now()
                 outcome = self.alarms.tick(now)
                 if outcome or self.alarms.dirty:
                     await self._commit_outcome(outcome, Transaction())
@@ -279,6 +283,22 @@ class Runtime:
                 except StoreError as exc:
                     log.warning("dead letters not kept: %s", exc)
             await self.clock.sleep(0.25)
+
+    async def _rules_now(self) -> float:
+        """The time for a rules step; hold ``_lock``.
+
+        Every step samples the clocks here, under the lock, so the step detector sees the
+        samples in order and a wall-clock step (NTP correction) is found, and the rule and
+        alarm timers shifted and stored, before any step runs on the new scale.
+        """
+        now = self.clock.now()
+        delta = self.clock_watch.feed(now, self.clock.monotonic())
+        if delta is not None:
+            self.metrics.clock_steps += 1
+            log.warning("wall clock stepped by %+.1f s; rule timers shifted / 系统时间跳变",
+                        delta)
+            await self._commit_outcome(self.alarms.shift_time(delta, now), Transaction())
+        return now
 
     async def _alarm_publisher(self) -> None:
         """Publish every alarm transition from the journal, QoS 1, in order, at least once."""

@@ -219,6 +219,24 @@ class AlarmBook:
                 if a.state == S.SHELVED and a.shelved_until is not None
                 and a.shelved_until <= now]
 
+    def shift_time(self, delta: float) -> list[Alarm]:
+        """The wall clock stepped by ``delta`` s: move alarm timers; return the alarms moved.
+
+        Timers and their bases move: ``shelved_until``, and ``active_since`` and
+        ``annunciated_at`` (escalation and re-alarm count from them), so an alarm keeps the
+        time it has been waiting. History stays: first/last raised, acknowledged and
+        updated times, and every stored transition.
+        """
+        moved: list[Alarm] = []
+        for alarm in list(self.alarms.values()):
+            changes = {f: getattr(alarm, f) + delta
+                       for f in ("shelved_until", "active_since", "annunciated_at")
+                       if getattr(alarm, f) is not None}
+            if changes:
+                new = self.alarms[alarm.alarm_id] = alarm.with_(**changes)
+                moved.append(new)
+        return moved
+
     # -- operator actions -------------------------------------------------------------
 
     def _get(self, alarm_id: str) -> Alarm:

@@ -38,6 +38,7 @@ __all__ = [
     "held",
     "in_windows",
     "next_window_change",
+    "shift_node",
     "threshold_breached",
     "threshold_cleared",
 ]
@@ -246,6 +247,27 @@ def evaluate(cond: ConditionConfig, states: NodeStates, path: str, obs: Observat
             due = _min(due, child_due)
         return active, due
     raise TypeError(f"unknown condition {cond!r}")
+
+
+def shift_node(st: dict[str, Any], delta: float) -> bool:
+    """Move a node's stored times by ``delta`` s (a wall-clock step); True if any moved.
+
+    The times a node keeps are all timer bases taken from ``now``: on/off-delay starts
+    (``p``, ``c``), the last matching event (``last``, for auto-clear), count-window hits
+    (``ts``) and rate samples (``s``, [time, value]). Shifting them keeps elapsed times.
+    """
+    moved = False
+    for key in ("p", "c", "last"):
+        if isinstance(st.get(key), int | float) and not isinstance(st[key], bool):
+            st[key] = st[key] + delta
+            moved = True
+    if st.get("ts"):
+        st["ts"] = [t + delta for t in st["ts"]]
+        moved = True
+    if st.get("s"):
+        st["s"] = [[t + delta, v] for t, v in st["s"]]
+        moved = True
+    return moved
 
 
 # -- time windows ------------------------------------------------------------------------

@@ -191,6 +191,16 @@ class Dispatcher:
             self._notified = {k: v for k, v in self._notified.items() if v > horizon}
         return self.flush(now), floods
 
+    def shift_time(self, delta: float) -> None:
+        """The wall clock stepped by ``delta`` s: move group waits, dedup and flood windows.
+
+        Flood start times (``flooding``) are history and stay as they were.
+        """
+        for p in self._pending.values():
+            p.due += delta
+        self._notified = {k: v + delta for k, v in self._notified.items()}
+        self._window = {k: deque(t + delta for t in w) for k, w in self._window.items()}
+
     def next_due(self) -> float | None:
         return min((p.due for p in self._pending.values()), default=None)
 

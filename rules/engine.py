@@ -21,7 +21,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from gateway.types import Device, Event, Observation, Priority, Quality, Reading, Value
-from rules.conditions import Context, evaluate
+from rules.conditions import Context, evaluate, shift_node
 from rules.config import (
     AbsenceCondition,
     AllCondition,
@@ -224,6 +224,34 @@ class RuleEngine:
         for key in ready:  # a deadline set during this tick waits for the next one
             self._run(key, None, now, out)
         return out
+
+    def shift_time(self, delta: float, now: float) -> None:
+        """The wall clock stepped by ``delta`` s: move every stored timer base with it.
+
+        On/off-delay starts, count windows, rate samples, auto-clear and absence bases
+        move by ``delta``, so time already elapsed is kept (an on-delay that had run 40 of
+        60 s fires 20 s later). Deadlines are not shifted but recomputed: every armed
+        instance is due at ``now`` (the corrected time), so the next ``tick`` re-evaluates
+        it and re-arms it from its shifted state; schedule windows then follow the
+        corrected wall clock. Changed instances are marked for persistence.
+        """
+        for key, st in self.state.items():
+            moved = False
+            for node in st.values():
+                if isinstance(node, dict):
+                    moved |= shift_node(node, delta)
+            if moved:
+                self._changed.add(key)
+                self.dirty = True
+        for vol in self._volatile.values():
+            for path, t in vol.items():
+                if isinstance(t, int | float) and not isinstance(t, bool):
+                    vol[path] = t + delta
+        if self.started_at is not None:
+            self.started_at += delta
+        self._due = dict.fromkeys(self._due, now)
+        self._heap = [(now, key) for key in self._due]
+        heapq.heapify(self._heap)
 
     def next_due(self) -> float | None:
         while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:

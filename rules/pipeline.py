@@ -15,7 +15,7 @@ Synchronous and free of I/O: the runtime calls it under its lock and writes the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.types import Alarm, Device, Observation
@@ -142,6 +142,23 @@ class AlarmPipeline:
         if out.notifications or out.floods:
             self._meta_dirty = True
         return out
+
+    def shift_time(self, delta: float, now: float) -> Outcome:
+        """The wall clock stepped by ``delta`` s (now reads ``now``): shift every timer.
+
+        Rule timers (engine), alarm shelve/re-alarm/escalation bases (book), maintenance
+        ends and dispatch waits move by ``delta`` so elapsed time is kept. The returned
+        ``Outcome`` lists the alarms to store (``touched``); the engine's and the pipeline's
+        own state are marked dirty so the next ``persist`` writes them. Call ``tick(now)``
+        next: it re-arms the engine's deadlines from the shifted state.
+        """
+        self.engine.shift_time(delta, now)
+        self.dispatcher.shift_time(delta)
+        self.maintenance.devices = {
+            k: m if m.until is None else replace(m, until=m.until + delta)
+            for k, m in self.maintenance.devices.items()}
+        self._meta_dirty = True
+        return Outcome(touched=self.book.shift_time(delta))
 
     def _decide(self, decisions: list[Decision], now: float, *, remute: bool) -> Outcome:
         out = Outcome()
