@@ -18,9 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import ConfigError
 from gateway.types import Device, DeviceKind, Location
+from gateway.upstream.config import CloudConfig
 from gateway.vocabulary import EVENTS, METRICS
 from gateway.yamlsource import SourceMap, YamlSourceError, load_with_lines
 from rules.config import EventCondition, RuleConfig, ThresholdCondition
+from rules.workorder_config import WorkOrdersConfig
 
 __all__ = [
     "ApiConfig",
@@ -132,6 +134,8 @@ class GatewayConfig(_Strict):
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    work_orders: WorkOrdersConfig = Field(default_factory=WorkOrdersConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]

@@ -31,6 +31,7 @@ from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
+from gateway.workorders import StatusUpdateIn, WorkOrderDesk, WorkOrderError
 from gateway.types import (
     Alarm,
     Device,
@@ -40,6 +41,8 @@ from gateway.types import (
     Observation,
     Reading,
     Value,
+    WorkOrder,
+    WorkOrderStatus,
 )
 from rules.alarms import AlarmBook, Change
 from rules.engine import Decision, RuleEngine
@@ -89,9 +92,15 @@ class Runtime:
         self.engine = RuleEngine(config.rules, [s.device for s in self.devices.values()])
         self.engine.restore(self.state.load_kv_sync(ENGINE_KV))
         self.book = AlarmBook(self.state.load_alarms_sync())
+        self.work_orders = WorkOrderDesk(self.state, config.work_orders, self.engine.rules,
+                                         {i: d.device for i, d in self.devices.items()},
+                                         config.site.timezone)
+        self.work_order_status_topic = (f"{config.broker.topic_prefix}/{self.site}/"
+                                        "work-orders/status")
         self.auth = AuthStore(self.data_dir / "auth.db")
         self._lock = asyncio.Lock()
         self._dead: list[DeadLetter] = []
+        self._next_work_order_tick = 0.0
         self.journal_signal = asyncio.Condition()
         self.started_at = time.time()
         self.ready = asyncio.Event()
@@ -180,6 +189,7 @@ class Runtime:
         tx.alarms.append(alarm)
         tx.transitions.append(transition)
         tx.journal.append(alarm_draft(alarm, transition))
+        self.work_orders.on_alarm(alarm, transition.to_state, tx, transition.at)
 
     async def _apply(self, tx: Transaction) -> list[JournalEntry]:
         entries = await self.state.apply(tx)
@@ -194,6 +204,44 @@ class Runtime:
         self._add_change(tx, change)
         await self._apply(tx)
         return change[0]
+
+    # -- work orders ------------------------------------------------------------------
+
+    async def tick_work_orders(self) -> None:
+        """Scheduled orders that are due, SLA alarms to raise or clear (at ``clock.now()``)."""
+        async with self._lock:
+            now = self.clock.now()
+            tx = Transaction()
+            decisions = self.work_orders.tick(now, list(self.book.alarms.values()), tx)
+            for d in decisions:
+                change = self.book.apply(d)
+                if change is not None:
+                    self._add_change(tx, change)
+            await self._apply(tx)
+
+    async def work_order_status(self, order_id: str, status: WorkOrderStatus, by: str,
+                                note: str = "") -> WorkOrder:
+        """A status update from the cloud or an engineer; raises WorkOrderError."""
+        async with self._lock:
+            now = self.clock.now()
+            tx = Transaction()
+            order = self.work_orders.set_status(order_id, status, by, note, tx, now)
+            for d in self.work_orders.tick(now, list(self.book.alarms.values()), tx):
+                change = self.book.apply(d)
+                if change is not None:
+                    self._add_change(tx, change)
+            await self._apply(tx)
+        return order
+
+    async def _work_order_message(self, payload: bytes) -> None:
+        """``<prefix>/<site>/work-orders/status``: the cloud's status updates over MQTT."""
+        try:
+            update = StatusUpdateIn.model_validate_json(payload)
+            await self.work_order_status(update.id, WorkOrderStatus(update.status),
+                                         update.by, update.note)
+        except (ValueError, WorkOrderError) as exc:
+            self.reject("work_order_status", self.work_order_status_topic, payload,
+                        str(exc)[:500])
 
     # -- background loops -------------------------------------------------------------
 
@@ -210,6 +258,10 @@ class Runtime:
                 for change in expired:
                     self._add_change(tx, change)
                 await self._commit_decisions(decisions, tx)
+            if self.clock.monotonic() >= self._next_work_order_tick:
+                self._next_work_order_tick = (self.clock.monotonic()
+                                              + self.config.work_orders.check_interval_s)
+                await self.tick_work_orders()
             if self._dead:
                 letters, self._dead = self._dead, []
                 try:
@@ -271,7 +323,8 @@ class Runtime:
             tls_insecure=b.tls.insecure if b.tls else False, keepalive_s=b.keepalive_s,
             reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
             batch_max=self.config.store.batch_max)
-        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.ingest, self.reject, self.clock)
+        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.ingest, self.reject, self.clock,
+                               handlers={self.work_order_status_topic: self._work_order_message})
         return self.mqtt
 
     async def run(self, *, serve_api: bool = True) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.types import DeviceKind, Priority
+from rules.workorder_config import WorkOrderAction
 
 __all__ = [
     "ConditionConfig",
@@ -91,6 +92,7 @@ class RuleConfig(_Strict):
     latch: bool = False
     message: str = ""
     enabled: bool = True
+    work_order: WorkOrderAction | None = None
 
     @property
     def priority_level(self) -> Priority:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -70,7 +70,9 @@ class MqttDriver:
 
     def __init__(self, settings: MqttSettings, codec: MqttCodec, sink: Sink, reject: Rejector,
                  clock: Clock, *, id: str = "mqtt",  # noqa: A002
-                 on_connection: Callable[[bool], None] | None = None) -> None:
+                 on_connection: Callable[[bool], None] | None = None,
+                 handlers: Mapping[str, Callable[[bytes], Awaitable[None]]] | None = None
+                 ) -> None:
         self.id = id
         self.settings = settings
         self.codec = codec
@@ -81,6 +83,9 @@ class MqttDriver:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._on_connection = on_connection
+        # exact topic → handler, for the gateway's own inbound topics (work-order status);
+        # awaited before the message is acknowledged, like the sink
+        self._handlers = dict(handlers or {})
         self.heartbeat = 0.0  # monotonic time of the loop's last sign of life
 
     @property
@@ -109,6 +114,8 @@ class MqttDriver:
                 async with self._client_for() as client:
                     client._client.manual_ack_set(True)  # ack only what is stored
                     await client.subscribe(self.codec.subscription, qos=1)
+                    for topic in self._handlers:
+                        await client.subscribe(topic, qos=1)
                     self._client = client
                     self._connected.set()
                     self.metrics.connects += 1
@@ -163,6 +170,13 @@ class MqttDriver:
             topic = msg.topic.value
             payload = msg.payload if isinstance(msg.payload, bytes) else str(
                 msg.payload).encode()
+            handler = self._handlers.get(topic)
+            if handler is not None:
+                if observations:  # keep the order between a handler and earlier messages
+                    await self.sink(observations)
+                    observations = []
+                await handler(payload)
+                continue
             decoded = decode(topic, payload, now)
             observations.extend(decoded.observations)
             if decoded.skew_corrected:
