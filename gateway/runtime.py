@@ -22,13 +22,16 @@ from typing import Any
 import orjson
 
 from drivers.mqtt.codec import MqttCodec
-from drivers.mqtt.driver import MqttDriver, MqttSettings
+from drivers.mqtt.driver import MqttDriver, MqttPublisher, MqttSettings
 from drivers.profiles import builtin_profiles
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
+from gateway.outbox import Outbox
+from gateway.upstream.bridge import UpstreamBridge
+from gateway.upstream.webhook import Webhook
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
 from gateway.workorders import StatusUpdateIn, WorkOrderDesk, WorkOrderError
@@ -95,6 +98,11 @@ class Runtime:
         self.work_orders = WorkOrderDesk(self.state, config.work_orders, self.engine.rules,
                                          {i: d.device for i, d in self.devices.items()},
                                          config.site.timezone)
+        self.outbox = Outbox(self.state, config.cloud.journal, list(config.cloud.consumers))
+        self.upstream: UpstreamBridge | None = None
+        self.upstream_link: MqttPublisher | None = None
+        self.upstream_port_override: int | None = None
+        self.webhook: Webhook | None = None
         self.work_order_status_topic = (f"{config.broker.topic_prefix}/{self.site}/"
                                         "work-orders/status")
         self.auth = AuthStore(self.data_dir / "auth.db")
@@ -306,6 +314,48 @@ class Runtime:
                 log.error("retention failed: %s", exc)
             await self.clock.sleep(3600)
 
+    async def _journal_retention(self) -> None:
+        """Prune the journal by age and size; raise or clear the buffer-filling alarm."""
+        while True:
+            try:
+                await self.outbox.prune(self.clock.now())
+            except StoreError as exc:
+                log.error("journal retention failed: %s", exc)
+            decision = self.outbox.fill_decision(self.clock.now())
+            if decision is not None:
+                async with self._lock:
+                    tx = Transaction()
+                    change = self.book.apply(decision)
+                    if change is not None:
+                        self._add_change(tx, change)
+                    await self._apply(tx)
+            await self.clock.sleep(self.config.cloud.journal.prune_interval_s)
+
+    def _cloud_tasks(self) -> dict[str, Any]:
+        """The journal's readers that push: upstream MQTT bridge and work-order webhook."""
+        cloud = self.config.cloud
+        tasks: dict[str, Any] = {"journal.retention": self._journal_retention()}
+        u = cloud.upstream
+        if u is not None and u.enabled:
+            self.upstream_link = MqttPublisher(MqttSettings(
+                host=u.host, port=self.upstream_port_override or u.port,
+                client_id=u.client_id or f"estate-gateway-{self.site}-upstream",
+                username=u.username, password=u.password(), ca_file=u.ca_file,
+                cert_file=u.cert_file, key_file=u.key_file, keepalive_s=u.keepalive_s,
+                reconnect_min_s=u.reconnect_min_s, reconnect_max_s=u.reconnect_max_s),
+                self.clock, max_inflight=u.max_inflight)
+            self.upstream = UpstreamBridge(
+                self.state, self.outbox, self.upstream_link, u,
+                u.topic or f"{self.config.broker.topic_prefix}/{self.site}/journal", self.site,
+                self.clock, self.journal_signal, self._apply)
+            tasks["upstream.link"] = self.upstream_link.run()
+            tasks["upstream.bridge"] = self.upstream.run()
+        if cloud.webhook is not None and cloud.webhook.enabled:
+            self.webhook = Webhook(self.state, self.outbox, cloud.webhook, self.site,
+                                   self.clock, self.journal_signal, self._apply)
+            tasks["upstream.webhook"] = self.webhook.run()
+        return tasks
+
     # -- wiring -----------------------------------------------------------------------
 
     def build_mqtt(self, port: int | None = None) -> MqttDriver:
@@ -335,6 +385,8 @@ class Runtime:
             tg.create_task(self._ticker(), name="rules.ticker")
             tg.create_task(self._alarm_publisher(), name="alarm_topic.publisher")
             tg.create_task(self._retention(), name="store.retention")
+            for name, coro in self._cloud_tasks().items():
+                tg.create_task(coro, name=name)
             if serve_api and self.config.api.enabled:
                 from gateway.api.server import serve
 

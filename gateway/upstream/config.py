@@ -47,7 +47,7 @@ class UpstreamMqttConfig(_Strict):
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(120.0, gt=0)
     batch_max: int = Field(500, ge=1, le=10_000)
-    max_inflight: int = Field(500, ge=1, le=65_535)
+    max_inflight: int = Field(100, ge=1, le=65_535)
     replay_rate_per_s: float = Field(500, gt=0)
 
     def password(self) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -48,7 +49,10 @@ class Mosquitto:
             f"persistence true\npersistence_location {self.workdir}/\n"
             "autosave_interval 1\nmax_queued_messages 2000000\nmax_queued_bytes 0\n"
             "max_inflight_messages 1000\nmessage_size_limit 0\n"
-            f"log_dest file {self.workdir}/mosquitto.log\n")
+            f"log_dest file {self.workdir}/mosquitto.log\n"
+            # as root, mosquitto would switch to user 'mosquitto', which cannot write the
+            # test's private directory: no log and, worse, no persisted sessions on restart
+            f"user {getpass.getuser()}\n")
         self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
