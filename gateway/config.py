@@ -339,6 +339,13 @@ def _cross_check(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
                     problems.append((("rules", i, "when", field_name),
                                      f"unknown event {name!r} for {'/'.join(sorted(kinds))}"
                                      f"{hint} / 未知事件"))
+    for i, sched in enumerate(cfg.work_orders.schedules):
+        for j, dev_id in enumerate(sched.devices or []):
+            if dev_id not in kinds_by_id:
+                guess = difflib.get_close_matches(dev_id, list(kinds_by_id), n=1)
+                hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+                problems.append((("work_orders", "schedules", i, "devices", j),
+                                 f"unknown device {dev_id!r}{hint} / 设备不存在"))
     return problems
 
 

@@ -31,6 +31,7 @@ from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
 from gateway.outbox import Outbox
 from gateway.upstream.bridge import UpstreamBridge
+from gateway.upstream.metrics import cloud_metrics
 from gateway.upstream.webhook import Webhook
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
@@ -121,6 +122,7 @@ class Runtime:
         self.api_server: Any = None
         # name → callable yielding prometheus metric families (drivers, sinks add theirs)
         self.extra_metrics: dict[str, Any] = {}
+        self.extra_metrics["cloud"] = lambda: cloud_metrics(self)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
