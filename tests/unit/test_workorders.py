@@ -171,3 +171,23 @@ def test_working_day_deadlines(created: float, days: int, due: float) -> None:
         holidays=[dt.date(2026, 10, d) for d in range(1, 9)],
         extra_working_days=[dt.date(2026, 10, 10)]), "Asia/Shanghai")
     assert cal.add_working_days(created, days) == due
+
+
+async def test_common_area_repair_breaches_after_three_working_days(tmp_path) -> None:
+    clock = FakeClock(start=_ts(2026, 3, 6, 10))  # Friday 10:00 in Shanghai
+    rt = _runtime(tmp_path, clock, rules=[{
+        "id": "lock-fault", "select": {"kind": "elevator"}, "priority": "medium",
+        "when": {"type": "event", "event": "elevator.door_cycling"},
+        "work_order": {"category": "common_area"}}])
+    try:
+        await rt.ingest([Event("lift-1", "elevator.door_cycling", clock.now(), "d1", {})])
+        (order,) = rt.work_orders.open_orders()
+        assert order.due_at == _ts(2026, 3, 11, 10)  # Wednesday: the weekend does not count
+        clock.set_wall(_ts(2026, 3, 11, 10) - 1)
+        await rt.tick_work_orders()
+        assert "sla.common_area.complete:lift-1" not in rt.book.alarms
+        clock.set_wall(_ts(2026, 3, 11, 10))
+        await rt.tick_work_orders()
+        assert rt.book.alarms["sla.common_area.complete:lift-1"].condition_active
+    finally:
+        rt.close()
