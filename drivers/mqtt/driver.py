@@ -303,19 +303,19 @@ class MqttPublisher:
         client = self._client
         if client is None or not self._connected.is_set():
             raise DeviceUnavailable(self.id, "not connected to the upstream broker")
-        # Hand the whole batch to paho in order (it keeps max_inflight on the wire and queues
-        # the rest), then wait for the PUBACKs. aiomqtt's own publish() costs a task, a
-        # timeout and an O(pending) scan per message, which caps a backlog near 2,000/s on a
-        # desktop; this path registers one counter in aiomqtt's pending-publish table
-        # instead (its _on_publish calls .set() on whatever it finds there for the mid).
+        # Hand the batch to paho in order, keeping at most max_inflight unacknowledged, and
+        # count the PUBACKs. aiomqtt's own publish() costs a task, a timeout and an
+        # O(pending) scan per message, which caps a backlog near 2,000/s on a desktop; this
+        # path registers one counter in aiomqtt's pending-publish table instead (its
+        # _on_publish calls .set() on whatever it finds there for the mid).
         paho = client._client  # noqa: SLF001 - see above; aiomqtt is pinned <3
         pending = client._pending_publishes  # noqa: SLF001
         disconnected = client._disconnected  # noqa: SLF001
         acked = asyncio.Event()
         counter = _AckCounter(acked)
         mids: list[int] = []
-        # a sliding window: paho scans its whole outgoing queue on every PUBACK, so the queue
-        # is kept at the in-flight limit instead of holding the whole batch
+        # a sliding window, not the whole batch at once: paho scans its whole outgoing queue
+        # on every PUBACK, so a long queue makes acknowledgements quadratic
         window = self.max_inflight
         try:
             sent = 0
