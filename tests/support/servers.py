@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import shutil
 import signal
@@ -45,14 +44,14 @@ class Mosquitto:
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
+            # as root, mosquitto would switch to the 'mosquitto' user and could not write
+            # its persistence file in the test's directory: stay as the current user
+            f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
             "autosave_interval 1\nmax_queued_messages 2000000\nmax_queued_bytes 0\n"
             "max_inflight_messages 1000\nmessage_size_limit 0\n"
-            f"log_dest file {self.workdir}/mosquitto.log\n"
-            # as root, mosquitto would switch to user 'mosquitto', which cannot write the
-            # test's private directory: no log and, worse, no persisted sessions on restart
-            f"user {getpass.getuser()}\n")
+            f"log_dest file {self.workdir}/mosquitto.log\n")
         self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
