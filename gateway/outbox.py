@@ -14,6 +14,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
+from gateway.errors import StoreError
 from gateway.store.state import StateStore, Transaction
 from gateway.types import Priority
 from gateway.upstream.config import JournalRetentionConfig
@@ -33,6 +34,20 @@ CREATE TABLE IF NOT EXISTS journal_consumers (
     updated_at REAL NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+PRUNE_CHUNK = 5_000
+
+
+def _in_tx(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = conn.execute(sql, params).rowcount
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise
+    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +93,11 @@ class Outbox:
     async def prune(self, now: float) -> PruneResult:
         floor = self.prune_floor()
         cutoff = now - self.config.max_age_days * 86_400
-        result: PruneResult = await self.state.run_write(
-            self._prune_sync, floor, cutoff, self.config.max_entries)
+        try:
+            result: PruneResult = await self.state.run_write(
+                self._prune_sync, floor, cutoff, self.config.max_entries)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.state.path}: journal prune failed: {exc}") from exc
         self.pruned_total += result.pruned
         self.forced_total += result.forced
         self.entries = result.entries
@@ -92,29 +110,31 @@ class Outbox:
     @staticmethod
     def _prune_sync(conn: sqlite3.Connection, floor: int | None, cutoff: float,
                     max_entries: int) -> PruneResult:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            lo, hi = conn.execute("SELECT min(seq), max(seq) FROM journal").fetchone()
-            if lo is None:
-                conn.execute("COMMIT")
-                return PruneResult(0, 0, 0)
-            limit = hi if floor is None else min(floor, hi)
-            pruned = conn.execute("DELETE FROM journal WHERE seq <= ? AND time < ?",
-                                  (limit, cutoff)).rowcount
-            forced = 0
-            lo = conn.execute("SELECT min(seq) FROM journal").fetchone()[0] or hi + 1
-            if hi - lo + 1 > max_entries:
-                keep_from = hi - max_entries + 1
-                n = conn.execute("DELETE FROM journal WHERE seq < ?", (keep_from,)).rowcount
-                pruned += n
-                if floor is not None:  # how many of them were not yet acknowledged
-                    forced = max(0, keep_from - 1 - max(floor, lo - 1))
-                lo = keep_from
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            conn.execute("ROLLBACK")
-            raise
-        return PruneResult(pruned, int(forced), max(0, hi - lo + 1))
+        """Prune in chunks of ``PRUNE_CHUNK`` rows, one short transaction each, so ingest
+        (same writer thread) never waits long behind a prune of millions of rows."""
+        lo, hi = conn.execute("SELECT min(seq), max(seq) FROM journal").fetchone()
+        if lo is None:
+            return PruneResult(0, 0, 0)
+        limit = hi if floor is None else min(floor, hi)
+        pruned = 0
+        while True:  # by age, oldest first, never past the slowest consumer's ack
+            n = _in_tx(conn, "DELETE FROM journal WHERE seq IN (SELECT seq FROM journal "
+                             "WHERE seq <= ? ORDER BY seq LIMIT ?) AND time < ?",
+                       (limit, PRUNE_CHUNK, cutoff))
+            pruned += n
+            if n < PRUNE_CHUNK:
+                break
+        lo = conn.execute("SELECT min(seq) FROM journal").fetchone()[0] or hi + 1
+        forced = 0
+        if hi - lo + 1 > max_entries:  # the hard bound: acknowledged or not
+            keep_from = hi - max_entries + 1
+            if floor is not None:  # how many of them were not yet acknowledged
+                forced = max(0, keep_from - 1 - max(floor, lo - 1))
+            for start in range(lo, keep_from, PRUNE_CHUNK):
+                pruned += _in_tx(conn, "DELETE FROM journal WHERE seq >= ? AND seq < ?",
+                                 (start, min(start + PRUNE_CHUNK, keep_from)))
+            lo = keep_from
+        return PruneResult(pruned, forced, max(0, hi - lo + 1))
 
     def fill_decision(self, now: float) -> Decision | None:
         """Raise ``journal.buffer_filling`` at ``fill_alarm_pct``; clear 5 points below."""

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_CONSUMER = "upstream.webhook"
 CURSOR_KV = "upstream.webhook.cursor"
 RETRY_STATUSES = frozenset({408, 425, 429})
+IDLE_ACK_EVERY = 1_000  # entries of other types passed over before the cursor is stored
 
 
 @dataclass
@@ -95,8 +96,8 @@ class Webhook:
                     (self.cursor,))
                 if not rows:
                     _, newest = await asyncio.to_thread(self.state.journal_bounds_sync)
-                    if newest > self.cursor:
-                        await self._save(newest)  # nothing for us in between
+                    if newest - self.cursor >= IDLE_ACK_EVERY:
+                        await self._save(newest)  # nothing for us in between: let it prune
                     async with self.signal:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self.signal.wait(), 1.0)
