@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,18 +12,13 @@ import paho.mqtt.client as paho
 import pytest
 
 from tests.support.mqtt import wait_until
-from tests.support.servers import gateway, write_config
+from tests.support.servers import gateway, stored_points, write_config
 
 pytestmark = pytest.mark.broker
 
 DEVICES = [{"id": f"lift-{i}", "kind": "elevator", "location": {"building": "B2"}}
            for i in range(10)]
 
-
-def _stored(db: Path) -> set[tuple[str, int]]:
-    with sqlite3.connect(db) as conn:
-        return set(conn.execute(
-            "SELECT s.device_id, p.ts_ms FROM points p JOIN series s ON s.id = p.series_id"))
 
 
 def test_broker_restart_under_load_reconnects_fast_and_loses_nothing(tmp_path: Path,
@@ -82,15 +76,15 @@ def test_broker_restart_under_load_reconnects_fast_and_loses_nothing(tmp_path: P
         pub.loop_stop()
         total = len(sent)
         try:
-            wait_until(lambda: len(_stored(gw.data_dir / "telemetry.db")) >= total, timeout=30,
+            wait_until(lambda: len(stored_points(gw.data_dir / "telemetry.db")) >= total, timeout=30,
                        what="all messages stored")
         except TimeoutError:
-            stored = _stored(gw.data_dir / "telemetry.db")
+            stored = stored_points(gw.data_dir / "telemetry.db")
             lost = [i for i, s in enumerate(sent) if s not in stored]
             print("LOST", len(lost), lost[:5], lost[-5:], "down_at", down_at, "total", total)
             print(open(broker.workdir / "mosquitto.log").read()[-3000:])
             raise
-    stored = _stored(tmp_path / "data" / "telemetry.db")
+    stored = stored_points(tmp_path / "data" / "telemetry.db")
     lost = set(sent) - stored
     print(f"\ninjected: broker restart after {down_at} of {total} QoS 1 messages; "
           f"gateway reconnected {reconnect_s:.2f} s after the broker returned; "

@@ -162,3 +162,12 @@ def gateway(tmp: Path, config: Path) -> Iterator[GatewayProcess]:
         yield gw
     finally:
         gw.stop()
+
+
+def stored_points(db: Path) -> set[tuple[str, int]]:
+    """(device id, device time in ms) of every reading in a telemetry database."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return set(conn.execute(
+            "SELECT s.device_id, p.ts_ms FROM points p JOIN series s ON s.id = p.series_id"))
