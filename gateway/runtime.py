@@ -32,7 +32,6 @@ from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
 from gateway.outbox import Outbox
 from gateway.upstream.bridge import UpstreamBridge
 from gateway.upstream.metrics import cloud_metrics
-from gateway.upstream.webhook import Webhook
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
 from gateway.workorders import StatusUpdateIn, WorkOrderDesk, WorkOrderError
@@ -104,7 +103,7 @@ class Runtime:
         self.upstream: UpstreamBridge | None = None
         self.upstream_link: MqttPublisher | None = None
         self.upstream_port_override: int | None = None
-        self.webhook: Webhook | None = None
+        self.webhook: Any = None  # gateway.upstream.webhook.Webhook when configured
         self.work_order_status_topic = (f"{config.broker.topic_prefix}/{self.site}/"
                                         "work-orders/status")
         self.auth = AuthStore(self.data_dir / "auth.db")
@@ -357,6 +356,8 @@ class Runtime:
             tasks["upstream.link"] = self.upstream_link.run()
             tasks["upstream.bridge"] = self.upstream.run()
         if cloud.webhook is not None and cloud.webhook.enabled:
+            from gateway.upstream.webhook import Webhook  # httpx only when a webhook is set
+
             self.webhook = Webhook(self.state, self.outbox, cloud.webhook, self.site,
                                    self.clock, self.journal_signal, self._apply)
             tasks["upstream.webhook"] = self.webhook.run()
