@@ -77,10 +77,10 @@ class Webhook:
         return headers
 
     async def _save(self, seq: int) -> None:
-        self.cursor = self.metrics.cursor = seq
         tx = Transaction(kv={CURSOR_KV: seq})
         self.outbox.ack(WEBHOOK_CONSUMER, seq, tx, self.clock.now())
         await self.commit(tx)
+        self.cursor = self.metrics.cursor = seq  # once it is durable
 
     async def run(self) -> None:
         tx = Transaction()
