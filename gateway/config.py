@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
 from drivers.modbus.config import cross_check as modbus_cross_check
 from drivers.modbus.mapfile import MapError, load_maps
+from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
 from gateway.types import Device, DeviceKind, Location
 from gateway.upstream.config import CloudConfig
@@ -30,8 +31,11 @@ from rules.workorder_config import WorkOrdersConfig
 __all__ = [
     "ApiConfig",
     "BrokerConfig",
+    "ConsoleConfig",
     "DeviceConfig",
     "GatewayConfig",
+    "InfluxConfig",
+    "ReportByExceptionConfig",
     "StoreConfig",
     "load_config",
     "parse_config",
@@ -82,9 +86,19 @@ class BrokerConfig(_Strict):
 
 class RetentionConfig(_Strict):
     readings_days: float = Field(15, gt=0)
+    rollup_1m_days: float = Field(90, gt=0)
+    rollup_1h_days: float = Field(730, gt=0)
     events_days: float = Field(180, gt=0)
     alarms_days: float = Field(365, gt=0)
     dead_letters: int = Field(10_000, ge=10)
+
+
+class ReportByExceptionConfig(_Strict):
+    """Store a metric's reading only when it moved by more than ``deadband`` (in the
+    metric's unit) or nothing was stored for ``max_silence_s``."""
+
+    deadband: float = Field(0.0, ge=0)
+    max_silence_s: float = Field(900.0, gt=0)
 
 
 class StoreConfig(_Strict):
@@ -92,12 +106,72 @@ class StoreConfig(_Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     batch_max: int = Field(5_000, ge=1, le=100_000)
     batch_interval_ms: int = Field(20, ge=0, le=10_000)
+    # Budget of the telemetry database (raw points, rollups, influx outbox); None = no limit.
+    max_bytes: int | None = Field(None, ge=1_048_576)
+    on_full: Literal["prune_oldest", "drop_new"] = "prune_oldest"
+    report_by_exception: dict[str, ReportByExceptionConfig] = Field(default_factory=dict)
+
+
+class InfluxConfig(_Strict):
+    """An InfluxDB 2.x/3.x (or any v2-write-API) server fed from the embedded store.
+
+    The token comes from ``token_env`` or ``token_file``, never from this file.
+    """
+
+    enabled: bool = True
+    url: str = Field(pattern=r"^https?://")
+    org: str = ""
+    bucket: str = Field(min_length=1)
+    token_env: str | None = None
+    token_file: str | None = None
+    batch_size: int = Field(5_000, ge=1, le=100_000)
+    timeout_s: float = Field(10.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> InfluxConfig:
+        if self.token_env and self.token_file:
+            raise ValueError("give token_env or token_file, not both")
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError(f"retry_max_s ({self.retry_max_s}) must be at least "
+                             f"retry_initial_s ({self.retry_initial_s})")
+        return self
+
+    def token(self) -> str:
+        """The token, read now; empty when neither source is configured (no auth).
+
+        Raises:
+            ConfigError: the environment variable is unset or the file cannot be read.
+        """
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if value is None:
+                raise ConfigError("influx", [f"influx.token_env: environment variable "
+                                             f"{self.token_env!r} is not set"])
+            return value.strip()
+        if self.token_file:
+            try:
+                return Path(self.token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError("influx", [f"influx.token_file: cannot read "
+                                             f"{self.token_file!r}: {exc.strerror}"]) from None
+        return ""
 
 
 class ApiConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+
+
+class ConsoleConfig(_Strict):
+    """The operator console: shift length and the alarm-flood threshold (EEMUA 191)."""
+
+    shift_max_hours: float = Field(8, gt=0, le=24)
+    flood_alarms: int = Field(10, ge=1)  # more than this many raised alarms ...
+    flood_window_s: float = Field(600, gt=0)  # ... within this window is a flood
 
 
 class LocationConfig(_Strict):
@@ -134,12 +208,15 @@ class GatewayConfig(_Strict):
     site: SiteConfig
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    influx: InfluxConfig | None = None
     api: ApiConfig = Field(default_factory=ApiConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     modbus_buses: list[ModbusBusConfig] = Field(default_factory=list)
     modbus_map_dirs: list[str] = Field(default_factory=list)  # relative to this file
+    profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles, likewise
     work_orders: WorkOrdersConfig = Field(default_factory=WorkOrdersConfig)
     cloud: CloudConfig = Field(default_factory=CloudConfig)
 
@@ -370,6 +447,8 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             lines.append(f"{where}: {_fmt_path(list(clean), data)}: {msg}")
         raise ConfigError(file, lines) from None
     crossed, map_problems = _cross_check(cfg), []
+    profile_refs, profile_files = _check_profiles(cfg, file)
+    crossed += profile_refs
     if cfg.modbus_buses or cfg.modbus_map_dirs or any(d.modbus for d in cfg.devices) or any(
             d.transport == "modbus" for d in cfg.devices):
         try:  # the Modbus checks live with the driver; maps are refused with their own lines
@@ -377,10 +456,34 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             crossed += modbus_cross_check(cfg.modbus_buses, cfg.devices, maps)
         except MapError as exc:
             map_problems = exc.problems
-    if crossed or map_problems:
+    if crossed or map_problems or profile_files:
         raise ConfigError(file, [f"{_locate(smap, loc, file)}: {_fmt_path(list(loc), data)}: {m}"
-                                 for loc, m in crossed] + map_problems)
+                                 for loc, m in crossed] + profile_files + map_problems)
     return cfg
+
+
+def _check_profiles(cfg: GatewayConfig, file: str) -> tuple[
+        list[tuple[tuple[str | int, ...], str]], list[str]]:
+    """Load every payload profile (shipped and ``profile_dirs``, relative to the config file)
+    and check each MQTT device names one of its kind; profile files report their own lines."""
+    dirs = [str(Path(file).parent / d) for d in cfg.profile_dirs]
+    problems: list[tuple[tuple[str | int, ...], str]] = [
+        (("profile_dirs", i), f"folder {d!r} not found (looked in {dirs[i]}) / 找不到模板目录")
+        for i, d in enumerate(cfg.profile_dirs) if not Path(dirs[i]).is_dir()]
+    profiles, files = load_profiles([Path(d) for d in dirs if Path(d).is_dir()])
+    for i, dev in enumerate(cfg.devices):
+        found = profiles.get(profile_key(dev.kind, dev.profile))
+        if dev.transport != "mqtt" or (found is not None and found.kind == dev.kind):
+            continue
+        known = sorted(p.id for p in profiles.values() if p.kind == dev.kind)
+        guess = difflib.get_close_matches(dev.profile, known, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        if found is not None:
+            hint = f" (that profile is for {found.kind.value})"
+        problems.append((("devices", i, "profile"),
+                         f"unknown {dev.kind.value} profile {dev.profile!r}{hint}; expected one "
+                         f"of {', '.join(known)} (or add a file to profile_dirs) / 未知报文模板"))
+    return problems, files
 
 
 def load_config(path: str | Path) -> GatewayConfig:
