@@ -23,6 +23,7 @@ from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
 from gateway.policy import AuthConfig, CommandsConfig, WatchdogConfig
 from gateway.types import Device, DeviceKind, Location
+from gateway.upstream.config import CloudConfig
 from gateway.vocabulary import EVENTS, METRICS
 from gateway.yamlsource import SourceMap, YamlSourceError, load_with_lines
 from rules.config import (
@@ -34,6 +35,8 @@ from rules.config import (
     ScheduleCondition,
     iter_leaves,
 )
+from rules.config import ThresholdCondition
+from rules.workorder_config import WorkOrdersConfig
 
 __all__ = [
     "ApiConfig",
@@ -229,6 +232,8 @@ class GatewayConfig(_Strict):
     profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles, likewise
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    work_orders: WorkOrdersConfig = Field(default_factory=WorkOrdersConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]
@@ -414,6 +419,13 @@ def _cross_check(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
                  {kinds_by_id[d] for d in rule.select.devices or [] if d in kinds_by_id}
                  or set(DeviceKind))
         problems.extend(_check_rule_names(i, rule, kinds, {r.id for r in cfg.rules}))
+    for i, sched in enumerate(cfg.work_orders.schedules):
+        for j, dev_id in enumerate(sched.devices or []):
+            if dev_id not in kinds_by_id:
+                guess = difflib.get_close_matches(dev_id, list(kinds_by_id), n=1)
+                hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+                problems.append((("work_orders", "schedules", i, "devices", j),
+                                 f"unknown device {dev_id!r}{hint} / 设备不存在"))
     return problems
 
 

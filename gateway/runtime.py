@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from drivers.mqtt.codec import MqttCodec
-from drivers.mqtt.driver import MqttDriver, MqttSettings
+from drivers.mqtt.driver import MqttDriver, MqttPublisher, MqttSettings
 from drivers.profiles import builtin_profiles
 from gateway.alarm_metrics import alarm_kpi_families
 from gateway.audit import AuditEntry, record
@@ -34,10 +34,14 @@ from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
 from gateway.ratelimit import LoginLimiter
+from gateway.outbox import Outbox
 from gateway.store.deadband import ReportByException, policies_from_config
 from gateway.store.retention import TelemetryPolicy
+from gateway.upstream.bridge import UpstreamBridge
+from gateway.upstream.metrics import cloud_metrics
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
+from gateway.workorders import StatusUpdateIn, WorkOrderDesk, WorkOrderError
 from gateway.types import (
     Alarm,
     Device,
@@ -47,6 +51,8 @@ from gateway.types import (
     Observation,
     Reading,
     Value,
+    WorkOrder,
+    WorkOrderStatus,
 )
 from gateway.store.state import JournalDraft
 from rules.alarms import Change
@@ -123,9 +129,20 @@ class Runtime:
         a = config.api.auth
         self.login_limiter = LoginLimiter(self.clock, a.login_max_failures, a.login_window_s,
                                           a.login_lockout_s)
+        self.work_orders = WorkOrderDesk(self.state, config.work_orders, self.engine.rules,
+                                         {i: d.device for i, d in self.devices.items()},
+                                         config.site.timezone)
+        self.outbox = Outbox(self.state, config.cloud.journal, list(config.cloud.consumers))
+        self.upstream: UpstreamBridge | None = None
+        self.upstream_link: MqttPublisher | None = None
+        self.upstream_port_override: int | None = None
+        self.webhook: Any = None  # gateway.upstream.webhook.Webhook when configured
+        self.work_order_status_topic = (f"{config.broker.topic_prefix}/{self.site}/"
+                                        "work-orders/status")
         self._lock = asyncio.Lock()
         self.clock_watch = StepDetector()
         self._dead: list[DeadLetter] = []
+        self._next_work_order_tick = 0.0
         self.journal_signal = asyncio.Condition()
         self.started_at = time.time()
         self.ready = asyncio.Event()
@@ -149,6 +166,7 @@ class Runtime:
         self.commands = CommandService(config.commands,
                                        {i: st.device for i, st in self.devices.items()},
                                        self.command_drivers, self.apply, self.clock)
+        self.extra_metrics["cloud"] = lambda: cloud_metrics(self)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
@@ -237,6 +255,7 @@ class Runtime:
         tx.alarms.append(alarm)
         tx.transitions.append(transition)
         tx.journal.append(alarm_draft(alarm, transition))
+        self.work_orders.on_alarm(alarm, transition.to_state, tx, transition.at)
 
     async def apply(self, tx: Transaction) -> list[JournalEntry]:
         """Write one state transaction and wake the journal readers (for API modules)."""
@@ -262,6 +281,43 @@ class Runtime:
             outcome = self.alarms.set_maintenance(device_id, m, await self._rules_now())
             self.devices[device_id].maintenance = m is not None
             await self._commit_outcome(outcome, Transaction())
+    # -- work orders ------------------------------------------------------------------
+
+    async def tick_work_orders(self) -> None:
+        """Scheduled orders that are due, SLA alarms to raise or clear (at ``clock.now()``)."""
+        async with self._lock:
+            now = self.clock.now()
+            tx = Transaction()
+            decisions = self.work_orders.tick(now, list(self.book.alarms.values()), tx)
+            for d in decisions:
+                change = self.book.apply(d)
+                if change is not None:
+                    self._add_change(tx, change)
+            await self._apply(tx)
+
+    async def work_order_status(self, order_id: str, status: WorkOrderStatus, by: str,
+                                note: str = "") -> WorkOrder:
+        """A status update from the cloud or an engineer; raises WorkOrderError."""
+        async with self._lock:
+            now = self.clock.now()
+            tx = Transaction()
+            order = self.work_orders.set_status(order_id, status, by, note, tx, now)
+            for d in self.work_orders.tick(now, list(self.book.alarms.values()), tx):
+                change = self.book.apply(d)
+                if change is not None:
+                    self._add_change(tx, change)
+            await self._apply(tx)
+        return order
+
+    async def _work_order_message(self, payload: bytes) -> None:
+        """``<prefix>/<site>/work-orders/status``: the cloud's status updates over MQTT."""
+        try:
+            update = StatusUpdateIn.model_validate_json(payload)
+            await self.work_order_status(update.id, WorkOrderStatus(update.status),
+                                         update.by, update.note)
+        except (ValueError, WorkOrderError) as exc:
+            self.reject("work_order_status", self.work_order_status_topic, payload,
+                        str(exc)[:500])
 
     # -- background loops -------------------------------------------------------------
 
@@ -276,6 +332,10 @@ class Runtime:
                     await self._commit_outcome(outcome, Transaction())
                     for device_id, st in self.devices.items():
                         st.maintenance = device_id in self.alarms.maintenance.devices
+            if self.clock.monotonic() >= self._next_work_order_tick:
+                self._next_work_order_tick = (self.clock.monotonic()
+                                              + self.config.work_orders.check_interval_s)
+                await self.tick_work_orders()
             if self._dead:
                 letters, self._dead = self._dead, []
                 try:
@@ -339,6 +399,50 @@ class Runtime:
             except StoreError as exc:
                 log.error("store maintenance failed: %s / 存储维护失败", exc)
 
+    async def _journal_retention(self) -> None:
+        """Prune the journal by age and size; raise or clear the buffer-filling alarm."""
+        while True:
+            try:
+                await self.outbox.prune(self.clock.now())
+            except StoreError as exc:
+                log.error("journal retention failed: %s", exc)
+            decision = self.outbox.fill_decision(self.clock.now())
+            if decision is not None:
+                async with self._lock:
+                    tx = Transaction()
+                    change = self.book.apply(decision)
+                    if change is not None:
+                        self._add_change(tx, change)
+                    await self._apply(tx)
+            await self.clock.sleep(self.config.cloud.journal.prune_interval_s)
+
+    def _cloud_tasks(self) -> dict[str, Any]:
+        """The journal's readers that push: upstream MQTT bridge and work-order webhook."""
+        cloud = self.config.cloud
+        tasks: dict[str, Any] = {"journal.retention": self._journal_retention()}
+        u = cloud.upstream
+        if u is not None and u.enabled:
+            self.upstream_link = MqttPublisher(MqttSettings(
+                host=u.host, port=self.upstream_port_override or u.port,
+                client_id=u.client_id or f"estate-gateway-{self.site}-upstream",
+                username=u.username, password=u.password(), ca_file=u.ca_file,
+                cert_file=u.cert_file, key_file=u.key_file, keepalive_s=u.keepalive_s,
+                reconnect_min_s=u.reconnect_min_s, reconnect_max_s=u.reconnect_max_s),
+                self.clock, max_inflight=u.max_inflight)
+            self.upstream = UpstreamBridge(
+                self.state, self.outbox, self.upstream_link, u,
+                u.topic or f"{self.config.broker.topic_prefix}/{self.site}/journal", self.site,
+                self.clock, self.journal_signal, self._apply)
+            tasks["upstream.link"] = self.upstream_link.run()
+            tasks["upstream.bridge"] = self.upstream.run()
+        if cloud.webhook is not None and cloud.webhook.enabled:
+            from gateway.upstream.webhook import Webhook  # httpx only when a webhook is set
+
+            self.webhook = Webhook(self.state, self.outbox, cloud.webhook, self.site,
+                                   self.clock, self.journal_signal, self._apply)
+            tasks["upstream.webhook"] = self.webhook.run()
+        return tasks
+
     # -- wiring -----------------------------------------------------------------------
 
     def build_mqtt(self, port: int | None = None) -> MqttDriver:
@@ -358,7 +462,8 @@ class Runtime:
             reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
             batch_max=self.config.store.batch_max)
         sink = self.liveness.watch("ingest", self.ingest)  # the watchdog sees a stuck batch
-        self.mqtt = MqttDriver(settings, self.mqtt_codec, sink, self.reject, self.clock)
+        self.mqtt = MqttDriver(settings, self.mqtt_codec, sink, self.reject, self.clock,
+                               handlers={self.work_order_status_topic: self._work_order_message})
         return self.mqtt
 
     def build_modbus(self) -> list[Any]:
@@ -436,6 +541,8 @@ class Runtime:
             watchdog = self._watchdog()
             if watchdog is not None:
                 tg.create_task(watchdog.run(self.ready), name="service.watchdog")
+            for name, coro in self._cloud_tasks().items():
+                tg.create_task(coro, name=name)
             if serve_api and self.config.api.enabled:
                 from gateway.api.server import serve
 

@@ -269,6 +269,17 @@ class WorkOrder:
     due_at: float | None
     status: WorkOrderStatus = WorkOrderStatus.OPEN
     alarm_id: str | None = None
+    team: str = ""
+    description: str = ""
+    source: str = "alarm"  # "alarm" or "schedule:<schedule id>"
+    updated_at: float = 0.0
+    count: int = 1  # alarm activations folded into this order
+    revision: int = 1  # bumped on every change; the webhook's ordering key
+    status_at: float = 0.0  # when the current status was entered
+    breached: tuple[str, ...] = ()  # SLA stages already breached (each alarms once)
+
+    def with_(self, **changes: Any) -> WorkOrder:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)

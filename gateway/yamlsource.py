@@ -67,6 +67,8 @@ def _scalar(node: yaml.Node) -> Any:
     constructor = yaml.SafeLoader("")
     try:
         return constructor.construct_object(node, deep=True)
+    except ValueError:  # looks like a date (2026-13-01) but is none: the model says where
+        return node.value
     finally:
         constructor.dispose()
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.types import DeviceKind, Priority
+from rules.workorder_config import WorkOrderAction
 
 __all__ = [
     "AbsenceCondition",
@@ -283,6 +284,7 @@ class RuleConfig(_Strict):
     message: str = ""
     enabled: bool = True
     group: str = "console"
+    work_order: WorkOrderAction | None = None
     suppressible: bool = True
     suppress_when: SuppressWhen | None = None
     inhibited_by: list[InhibitRule] = Field(default_factory=list)

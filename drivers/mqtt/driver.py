@@ -17,11 +17,12 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiomqtt
 import orjson
+from paho.mqtt.client import MQTT_ERR_SUCCESS as mqtt_success
 
 from drivers.base import Rejector, Sink
 from drivers.mqtt.codec import MqttCodec
@@ -70,7 +71,9 @@ class MqttDriver:
 
     def __init__(self, settings: MqttSettings, codec: MqttCodec, sink: Sink, reject: Rejector,
                  clock: Clock, *, id: str = "mqtt",  # noqa: A002
-                 on_connection: Callable[[bool], None] | None = None) -> None:
+                 on_connection: Callable[[bool], None] | None = None,
+                 handlers: Mapping[str, Callable[[bytes], Awaitable[None]]] | None = None
+                 ) -> None:
         self.id = id
         self.settings = settings
         self.codec = codec
@@ -81,6 +84,9 @@ class MqttDriver:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._on_connection = on_connection
+        # exact topic → handler, for the gateway's own inbound topics (work-order status);
+        # awaited before the message is acknowledged, like the sink
+        self._handlers = dict(handlers or {})
         self.heartbeat = 0.0  # monotonic time of the loop's last sign of life
 
     @property
@@ -115,6 +121,8 @@ class MqttDriver:
                 async with self._client_for() as client:
                     client._client.manual_ack_set(True)  # ack only what is stored
                     await client.subscribe(self.codec.subscription, qos=1)
+                    for topic in self._handlers:
+                        await client.subscribe(topic, qos=1)
                     self._client = client
                     self._connected.set()
                     self.metrics.connects += 1
@@ -169,6 +177,13 @@ class MqttDriver:
             topic = msg.topic.value
             payload = msg.payload if isinstance(msg.payload, bytes) else str(
                 msg.payload).encode()
+            handler = self._handlers.get(topic)
+            if handler is not None:
+                if observations:  # keep the order between a handler and earlier messages
+                    await self.sink(observations)
+                    observations = []
+                await handler(payload)
+                continue
             decoded = decode(topic, payload, now)
             observations.extend(decoded.observations)
             if decoded.skew_corrected:
@@ -208,3 +223,150 @@ class MqttDriver:
                              "args": dict(command.args), "by": command.requested_by})
         await self.publish(topic, body)
         return CommandResult(command.command_id, ok=True, detail=f"published to {topic}")
+
+
+class MqttPublisher:
+    """A publish-only connection with its own persistent session (the upstream bridge's link).
+
+    Kept here so this stays the only module that imports aiomqtt. ``publish_many`` hands a
+    batch to the client in order and returns once the broker has acknowledged all of it
+    (QoS 1); up to ``max_inflight`` messages are on the wire at once, so a backlog drains at
+    link speed rather than one round trip per message. Reconnects use the same jittered
+    backoff as ``MqttDriver``, logged once per outage.
+    """
+
+    def __init__(self, settings: MqttSettings, clock: Clock, *, id: str = "upstream",  # noqa: A002
+                 max_inflight: int = 500) -> None:
+        self.id = id
+        self.settings = settings
+        self.clock = clock
+        self.max_inflight = max_inflight
+        self.metrics = MqttMetrics()
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self.connects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    def _client_for(self) -> aiomqtt.Client:
+        s = self.settings
+        tls = None
+        if s.ca_file or s.cert_file:
+            tls = aiomqtt.TLSParameters(ca_certs=s.ca_file, certfile=s.cert_file,
+                                        keyfile=s.key_file, cert_reqs=ssl.CERT_REQUIRED)
+        return aiomqtt.Client(
+            s.host, s.port, identifier=s.client_id, username=s.username, password=s.password,
+            clean_session=False, keepalive=s.keepalive_s, tls_params=tls,
+            tls_insecure=s.tls_insecure if tls else None, timeout=30,
+            max_inflight_messages=self.max_inflight, max_queued_outgoing_messages=0)
+
+    async def run(self) -> None:
+        s = self.settings
+        delay = s.reconnect_min_s
+        outage_logged = False
+        while True:
+            try:
+                client = self._client_for()
+                client.pending_calls_threshold = 2 * self.max_inflight + 10_000  # batches
+                async with client:
+                    self._client = client
+                    self.connects += 1
+                    self.metrics.connects += 1
+                    self.metrics.connected = True
+                    self._connected.set()
+                    log.log(logging.INFO, "%s: connected to %s:%d as %s%s", self.id, s.host,
+                            s.port, s.client_id, " / 上行链路已恢复" if outage_logged else "")
+                    outage_logged = False
+                    delay = s.reconnect_min_s
+                    async for _ in client.messages:  # nothing subscribed: ends on disconnect
+                        pass
+            except aiomqtt.MqttError as exc:
+                if not outage_logged:
+                    log.error("%s: broker %s:%d unreachable: %s; retrying with backoff "
+                              "/ 上行链路中断", self.id, s.host, s.port, exc)
+                    outage_logged = True
+            finally:
+                if self._connected.is_set():
+                    self.metrics.disconnects += 1
+                self._connected.clear()
+                self.metrics.connected = False
+                self._client = None
+            await self.clock.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            delay = min(delay * 2, s.reconnect_max_s)
+
+    async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Publish in order, QoS 1; returns when all are acknowledged.
+
+        Raises:
+            DeviceUnavailable: not connected, or the link failed before every PUBACK came
+                back (some of the batch may have arrived: the caller republishes it all).
+        """
+        client = self._client
+        if client is None or not self._connected.is_set():
+            raise DeviceUnavailable(self.id, "not connected to the upstream broker")
+        # Hand the batch to paho in order, keeping at most max_inflight unacknowledged, and
+        # count the PUBACKs. aiomqtt's own publish() costs a task, a timeout and an
+        # O(pending) scan per message, which caps a backlog near 2,000/s on a desktop; this
+        # path registers one counter in aiomqtt's pending-publish table instead (its
+        # _on_publish calls .set() on whatever it finds there for the mid).
+        paho = client._client  # noqa: SLF001 - see above; aiomqtt is pinned <3
+        pending = client._pending_publishes  # noqa: SLF001
+        disconnected = client._disconnected  # noqa: SLF001
+        acked = asyncio.Event()
+        counter = _AckCounter(acked)
+        mids: list[int] = []
+        # a sliding window, not the whole batch at once: paho scans its whole outgoing queue
+        # on every PUBACK, so a long queue makes acknowledgements quadratic
+        window = self.max_inflight
+        try:
+            sent = 0
+            while counter.acked < len(items):
+                while sent < len(items) and sent - counter.acked < window:
+                    topic, payload = items[sent]
+                    info = paho.publish(topic, payload, qos=1)
+                    if info.rc != mqtt_success:
+                        raise DeviceUnavailable(self.id, f"publish to {topic} refused by the "
+                                                         f"client: rc={info.rc}")
+                    sent += 1
+                    if info.is_published():
+                        counter.set()
+                    else:
+                        pending[info.mid] = counter  # type: ignore[assignment]
+                        mids.append(info.mid)
+                if counter.acked >= len(items):
+                    break
+                acked.clear()
+                waiter = asyncio.ensure_future(acked.wait())
+                try:
+                    await asyncio.wait({waiter, disconnected}, timeout=60,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                if not acked.is_set():
+                    raise DeviceUnavailable(self.id, f"{len(items) - counter.acked} of "
+                                                     f"{len(items)} publishes not acknowledged")
+        except DeviceUnavailable:
+            self.metrics.publish_failures += 1
+            raise
+        finally:
+            for mid in mids:
+                if pending.get(mid) is counter:
+                    del pending[mid]
+        self.metrics.published += len(items)
+
+
+class _AckCounter:
+    """Stands in for aiomqtt's per-publish ``asyncio.Event``: counts PUBACKs for a batch."""
+
+    def __init__(self, acked: asyncio.Event) -> None:
+        self.acked = 0
+        self.event = acked
+
+    def set(self) -> None:
+        self.acked += 1
+        self.event.set()

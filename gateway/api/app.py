@@ -22,6 +22,7 @@ from gateway.api.alarm_routes import add_alarm_routes
 from gateway.api import security as security_api
 from gateway.api.deps import Cloud, EventsReader, Operator, Viewer, require
 from gateway.audit import AuditAction, AuditEntry
+from gateway.api.longpoll import wait_for_entries
 from gateway.journal import iso, to_cloudevent
 from gateway.metrics import render_metrics
 from rules.alarms import AlarmActionError
@@ -176,12 +177,16 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/api/v1/events", response_model=schemas.EventPage, tags=["cloud"])
     async def events(_: EventsReader, after: Annotated[int, Query(ge=0)] = 0,
-                     limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> Any:
+                     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+                     wait_s: Annotated[float, Query(ge=0, le=300)] = 0) -> Any:
         oldest, newest = await asyncio.to_thread(runtime.state.journal_bounds_sync)
         if oldest and after < oldest - 1:
             return JSONResponse({"detail": "cursor expired / 游标已过期", "oldest_seq": oldest},
                                 status_code=410)
         entries = await asyncio.to_thread(runtime.state.journal_sync, after, limit)
+        if not entries and wait_s > 0:  # long-poll: answer as soon as something is written
+            entries = await wait_for_entries(runtime, after, limit,
+                                             min(wait_s, runtime.config.cloud.long_poll_max_s))
         nxt = entries[-1].seq if entries else after
         return schemas.EventPage(events=[to_cloudevent(e, runtime.site) for e in entries],
                                  next_after=nxt, newest_seq=newest)
@@ -199,4 +204,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     add_alarm_routes(app, runtime)
     from gateway.api.console import install as install_console  # it imports `require`
     install_console(app, runtime)
+    from gateway.api.cloud import router as cloud_router
+
+    app.include_router(cloud_router)
     return app

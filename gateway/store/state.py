@@ -149,10 +149,12 @@ class Transaction:
     journal: list[JournalDraft] = field(default_factory=list)
     kv: dict[str, Any] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)  # gateway.audit.record adds these
+    # rows of tables other modules own (work orders, consumers): (sql, params), in order
+    statements: list[tuple[str, Sequence[Any]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.alarms or self.transitions or self.journal or self.kv
-                    or self.audit)
+                    or self.audit or self.statements)
 
 
 Apply = Callable[[Transaction], Awaitable[list[JournalEntry]]]
@@ -241,6 +243,8 @@ class StateStore:
                     "reason) VALUES (?, ?, ?, ?, ?, ?)",
                     [(t.alarm_id, t.from_state.value, t.to_state.value, t.at, t.by, t.reason)
                      for t in tx.transitions])
+            for sql, params in tx.statements:
+                conn.execute(sql, params)
             for draft in tx.journal:
                 data = orjson.dumps(draft.data, option=orjson.OPT_NON_STR_KEYS).decode()
                 cur = conn.execute(
@@ -395,6 +399,20 @@ class StateStore:
                          "audit"):
             raise ValueError(table)
         return int(self._reader().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    # -- for modules that own their own tables (work orders, journal consumers) -------
+
+    def ensure_schema_sync(self, script: str) -> None:
+        """Create another module's tables (``CREATE ... IF NOT EXISTS``) in this database."""
+        self._writer.call(self._conn.executescript, script)
+
+    def query_sync(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read on this thread's read-only connection (never blocks the writer)."""
+        return self._reader().execute(sql, params).fetchall()
+
+    async def run_write(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` on the writer thread (maintenance such as pruning)."""
+        return await self._writer.run(fn, self._conn, *args)
 
     def close(self) -> None:
         try:

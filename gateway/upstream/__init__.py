@@ -1,0 +1,1 @@
+"""Pushing the journal out: the upstream MQTT bridge and the work-order webhook."""
