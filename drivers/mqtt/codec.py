@@ -43,6 +43,8 @@ CHANNELS = ("telemetry", "event", "status")
 OUTBOUND = ("command",)  # the gateway's own messages to devices: not input, not rejected
 MAX_FUTURE_SKEW_S = 300.0
 MAX_PAST_S = 400 * 86_400.0
+ROUTE_CACHE_MAX = 100_000
+_OUTBOUND = object()  # a route: the gateway's own outbound topic, neither input nor rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,7 @@ def _dig(obj: Any, path: str) -> Any:
     if not path:
         return obj
     for part in path.split("."):
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):  # dict: skip the ABC check
             return None
         obj = obj.get(part)
     return obj
@@ -134,6 +136,11 @@ class MqttCodec:
         self.profiles = {d.id: profiles[_profile_key(d)] for d in devices
                          if d.transport == "mqtt"}
         self.max_payload_bytes = max_payload_bytes
+        # topic → where its messages go (or why they are refused): the topic checks run
+        # once per topic instead of once per message; bounded against topic floods
+        self._routes: dict[str, tuple[Device, str] | Rejection | object] = {}
+        self._skip = {i: frozenset({p.timestamp_field, "id", *p.ignore_fields})
+                      for i, p in self.profiles.items()}  # body keys that are not metrics
 
     @property
     def subscription(self) -> str:
@@ -145,26 +152,17 @@ class MqttCodec:
             out.rejections.append(Rejection(
                 "oversize", f"{len(payload)} bytes > max_payload_bytes {self.max_payload_bytes}"))
             return out
-        parts = topic.split("/")
-        n = len(self.prefix_parts)
-        if len(parts) == n + 5 and parts[n + 4] in OUTBOUND:
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+            if len(self._routes) < ROUTE_CACHE_MAX:
+                self._routes[topic] = route
+        if isinstance(route, Rejection):
+            out.rejections.append(route)
             return out
-        if (len(parts) != n + 5 or tuple(parts[:n]) != self.prefix_parts
-                or parts[n] != self.site or parts[n + 4] not in CHANNELS):
-            out.rejections.append(Rejection(
-                "unknown_topic", f"expected {'/'.join(self.prefix_parts)}/{self.site}/"
-                "<building>/<kind>/<device>/telemetry|event|status"))
+        if route is _OUTBOUND:
             return out
-        building, kind, device_id, channel = parts[n + 1:n + 5]
-        device = self.devices.get(device_id)
-        if device is None or device_id not in self.profiles:
-            out.rejections.append(Rejection("unknown_device", f"no MQTT device {device_id!r}"))
-            return out
-        if kind != device.kind.value or building != device.location.building:
-            out.rejections.append(Rejection(
-                "topic_mismatch", f"device {device_id!r} is {device.kind.value} in "
-                f"{device.location.building}, topic says {kind} in {building}"))
-            return out
+        device, channel = route
         if channel == "status":
             return self._status(device, payload, now, out)
         try:
@@ -176,7 +174,7 @@ class MqttCodec:
             out.rejections.append(Rejection("not_an_object",
                                             f"payload is a JSON {type(body).__name__}"))
             return out
-        profile = self.profiles[device_id]
+        profile = self.profiles[device.id]
         try:
             at = _timestamp(_dig(body, profile.timestamp_field), profile.timestamp_unit)
         except ValueError as exc:
@@ -192,6 +190,27 @@ class MqttCodec:
         else:
             self._event(device, profile, body, at, now, out)
         return out
+
+    def _route(self, topic: str) -> tuple[Device, str] | Rejection | object:
+        """Where a topic's messages go: (device, channel), a rejection, or ``_OUTBOUND``."""
+        parts = topic.split("/")
+        n = len(self.prefix_parts)
+        if len(parts) == n + 5 and parts[n + 4] in OUTBOUND:
+            return _OUTBOUND
+        if (len(parts) != n + 5 or tuple(parts[:n]) != self.prefix_parts
+                or parts[n] != self.site or parts[n + 4] not in CHANNELS):
+            return Rejection(
+                "unknown_topic", f"expected {'/'.join(self.prefix_parts)}/{self.site}/"
+                "<building>/<kind>/<device>/telemetry|event|status")
+        building, kind, device_id, channel = parts[n + 1:n + 5]
+        device = self.devices.get(device_id)
+        if device is None or device_id not in self.profiles:
+            return Rejection("unknown_device", f"no MQTT device {device_id!r}")
+        if kind != device.kind.value or building != device.location.building:
+            return Rejection(
+                "topic_mismatch", f"device {device_id!r} is {device.kind.value} in "
+                f"{device.location.building}, topic says {kind} in {building}")
+        return device, channel
 
     def _status(self, device: Device, payload: bytes, now: float, out: Decoded) -> Decoded:
         text = payload.decode("utf-8", "replace").strip().strip('"').lower()
@@ -214,12 +233,12 @@ class MqttCodec:
 
     def _telemetry(self, device: Device, profile: Profile, body: dict[str, Any], at: float,
                    now: float, out: Decoded) -> None:
-        values = _dig(body, profile.values_at)
-        if not isinstance(values, Mapping):
+        values = _dig(body, profile.values_at) if profile.values_at else body
+        if type(values) is not dict and not isinstance(values, Mapping):
             out.rejections.append(Rejection("no_values", f"no mapping at {profile.values_at!r}"))
             return
         metrics = METRICS[device.kind]
-        skip = {profile.timestamp_field, "id", *profile.ignore_fields}
+        skip = self._skip[device.id]
         quality = Quality.UNCERTAIN if out.skew_corrected else Quality.GOOD
         for key, raw in values.items():
             if key in skip:
