@@ -32,6 +32,9 @@ import paho.mqtt.client as paho
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# the gateway under test: this checkout, or another one (e.g. `git archive main | tar -x`)
+# to measure a before/after with the same benchmark code
+GATEWAY_SRC = Path(os.environ.get("BENCH_GATEWAY_SRC") or REPO).resolve()
 RESULTS = REPO / "bench" / "results"
 SITE = "bench"
 PREFIX = "estate"
@@ -61,7 +64,10 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False)
-    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+    rev = subprocess.run(["git", "-C", str(GATEWAY_SRC), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    return {"gateway_src": str(GATEWAY_SRC), "gateway_rev": rev or "not a git checkout",
+            "nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
             "mosquitto": (mosq.stdout.splitlines() or ["?"])[0],
             "kernel": platform.release(),
             "mem_total_mb": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20}
@@ -197,18 +203,18 @@ class Gateway:
         out = subprocess.run(
             [sys.executable, "-m", "gateway", "token", "add", "bench", "--role", "admin",
              "--data-dir", str(self.data_dir)], capture_output=True, text=True, check=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+            env={**os.environ, "PYTHONPATH": str(GATEWAY_SRC)}, cwd=GATEWAY_SRC)
         self.token = out.stdout.strip().splitlines()[-1]
 
     def start(self, timeout: float = 60.0) -> float:
         """Start and wait for /healthz with MQTT connected; returns seconds to ready."""
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(GATEWAY_SRC)}
         started = time.monotonic()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "run", "--config", str(self.config),
                  "--data-dir", str(self.data_dir), "--api-port", str(self.api_port)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=GATEWAY_SRC)
         with httpx.Client(timeout=1) as http:
             while time.monotonic() - started < timeout:
                 if self.proc.poll() is not None:
