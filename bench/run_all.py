@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     modbus = harness.REPO / "bench" / "modbus_poll.py"
     if modbus.exists():
         print("\n== modbus poll ==", flush=True)
-        subprocess.run([sys.executable, str(modbus), *(["--quick"] if quick else [])],
+        subprocess.run([sys.executable, str(modbus),
+                        *(["--seconds", "10", "--rtu-seconds", "5"] if quick else []),
+                        *(["--out", str(args.out / "modbus.json")] if args.out else [])],
                        cwd=harness.REPO, check=False)
     else:
         print("\n(bench/modbus_poll.py does not exist yet: Modbus benchmark skipped)")
