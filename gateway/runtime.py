@@ -147,17 +147,25 @@ class Runtime:
         self.metrics.observations["reading"] += len(readings)
         self.metrics.observations["event"] += len(events)
         self.metrics.observations["status"] += len(statuses)
-        if readings:
-            await self.telemetry.write(readings)
-        if events:
-            known = await self.state.known_event_ids(e.event_id for e in events)
-            if known:
-                self.metrics.events_duplicate += len(known)
-                events = [e for e in events if e.event_id not in known]
-        decisions = self.engine.evaluate([*readings, *events, *statuses], now)
-        if events or decisions or self.engine.dirty:
-            tx = Transaction(events=events, journal=[event_draft(e) for e in events])
-            await self._commit_decisions(decisions, tx)
+        # The readings are written on the store's thread while the rules run and their
+        # alarms are committed (the state store's own thread): an alarm no longer waits
+        # for the batch's telemetry write. Both are done before this returns (and the
+        # driver acks); if the write fails the batch is redelivered and re-evaluated, and
+        # a threshold already raised is not raised twice.
+        write = asyncio.ensure_future(self.telemetry.write(readings)) if readings else None
+        try:
+            if events:
+                known = await self.state.known_event_ids(e.event_id for e in events)
+                if known:
+                    self.metrics.events_duplicate += len(known)
+                    events = [e for e in events if e.event_id not in known]
+            decisions = self.engine.evaluate([*readings, *events, *statuses], now)
+            if events or decisions or self.engine.dirty:
+                tx = Transaction(events=events, journal=[event_draft(e) for e in events])
+                await self._commit_decisions(decisions, tx)
+        finally:
+            if write is not None:
+                await write
         self.metrics.ingest_batches += 1
         self.metrics.ingest_seconds += time.perf_counter() - started
 
