@@ -62,7 +62,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    runtime = Runtime(cfg, data_dir=Path(args.data_dir) if args.data_dir else None)
+    runtime = Runtime(cfg, data_dir=Path(args.data_dir) if args.data_dir else None,
+                      config_path=Path(args.config))
     if args.api_port is not None:
         runtime.api_port_override = args.api_port
     if args.broker_port is not None:

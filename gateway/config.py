@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
+from drivers.modbus.config import cross_check as modbus_cross_check
+from drivers.modbus.mapfile import MapError, load_maps
 from gateway.errors import ConfigError
 from gateway.types import Device, DeviceKind, Location
 from gateway.vocabulary import EVENTS, METRICS
@@ -63,7 +66,7 @@ class BrokerConfig(_Strict):
     topic_prefix: str = Field("estate", pattern=r"^[^#+/][^#+]*$")
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_max_s: float = Field(5.0, gt=0)
     max_payload_bytes: int = Field(65_536, ge=64, le=16_777_216)
     embedded: bool = False
 
@@ -109,6 +112,7 @@ class DeviceConfig(_Strict):
     profile: str = "native"
     name: str = ""
     tags: list[str] = Field(default_factory=list)
+    modbus: ModbusBindingConfig | None = None
 
     def to_device(self) -> Device:
         loc = self.location
@@ -132,6 +136,8 @@ class GatewayConfig(_Strict):
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    modbus_buses: list[ModbusBusConfig] = Field(default_factory=list)
+    modbus_map_dirs: list[str] = Field(default_factory=list)  # relative to this file
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]
@@ -352,10 +358,17 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             where = _locate(smap, clean, file)
             lines.append(f"{where}: {_fmt_path(list(clean), data)}: {msg}")
         raise ConfigError(file, lines) from None
-    crossed = _cross_check(cfg)
-    if crossed:
+    crossed, map_problems = _cross_check(cfg), []
+    if cfg.modbus_buses or cfg.modbus_map_dirs or any(d.modbus for d in cfg.devices) or any(
+            d.transport == "modbus" for d in cfg.devices):
+        try:  # the Modbus checks live with the driver; maps are refused with their own lines
+            maps = load_maps([Path(file).parent / d for d in cfg.modbus_map_dirs])
+            crossed += modbus_cross_check(cfg.modbus_buses, cfg.devices, maps)
+        except MapError as exc:
+            map_problems = exc.problems
+    if crossed or map_problems:
         raise ConfigError(file, [f"{_locate(smap, loc, file)}: {_fmt_path(list(loc), data)}: {m}"
-                                 for loc, m in crossed])
+                                 for loc, m in crossed] + map_problems)
     return cfg
 
 

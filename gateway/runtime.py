@@ -76,8 +76,9 @@ class IngestMetrics:
 
 class Runtime:
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.clock = clock or SystemClock()
         self.site = config.site.id
         self.data_dir = Path(data_dir or config.store.path)
@@ -97,6 +98,9 @@ class Runtime:
         self.ready = asyncio.Event()
         self.heartbeats: dict[str, float] = {}
         self.mqtt: MqttDriver | None = None
+        self.modbus: list[Any] = []
+        # device id → the driver that owns it (the one path device commands take)
+        self.command_drivers: dict[str, Any] = {}
         self.mqtt_codec: MqttCodec | None = None
         self.alarm_topic = f"{config.broker.topic_prefix}/{self.site}/alarms"
         self.broker_port_override: int | None = None
@@ -282,11 +286,63 @@ class Runtime:
         self.mqtt = MqttDriver(settings, self.mqtt_codec, self.ingest, self.reject, self.clock)
         return self.mqtt
 
+    def build_modbus(self) -> list[Any]:
+        """One driver per configured bus; polls its devices, shares one connection."""
+        cfg = self.config
+        bound = [(d.to_device(), d.modbus) for d in cfg.devices if d.modbus is not None]
+        if not bound:
+            return []
+        from drivers.modbus.driver import build_drivers
+        from drivers.modbus.mapfile import load_maps
+
+        base = self.config_path.parent if self.config_path else Path.cwd()
+        maps = load_maps([base / d for d in cfg.modbus_map_dirs])
+        self.modbus = build_drivers(cfg.modbus_buses, bound, maps, self.ingest)
+        for drv in self.modbus:
+            for device_id in drv.device_ids:
+                self.command_drivers[device_id] = drv
+        self.extra_metrics["modbus"] = self._modbus_metrics
+        return self.modbus
+
+    def _modbus_metrics(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        polls = CounterMetricFamily("gateway_modbus_polls", "Modbus polls, by bus and outcome",
+                                    labels=["bus", "outcome"])
+        failures = CounterMetricFamily("gateway_modbus_failures", "Modbus failures by reason",
+                                       labels=["bus", "reason"])
+        latency = GaugeMetricFamily("gateway_modbus_poll_latency_seconds",
+                                    "Modbus poll latency quantiles", labels=["bus", "quantile"])
+        lag = GaugeMetricFamily("gateway_modbus_schedule_lag_seconds",
+                                "How late polls start, quantiles", labels=["bus", "quantile"])
+        online = GaugeMetricFamily("gateway_modbus_devices", "Modbus devices by availability",
+                                   labels=["bus", "state"])
+        for drv in self.modbus:
+            m = drv.metrics()
+            bus = str(m.get("bus", drv.id))
+            polls.add_metric([bus, "ok"], m.get("polls_ok", 0))
+            polls.add_metric([bus, "failed"], m.get("polls", 0) - m.get("polls_ok", 0))
+            for reason, n in (m.get("failures") or {}).items():
+                failures.add_metric([bus, reason], n)
+            for fam, key in ((latency, "poll_latency_s"), (lag, "schedule_lag_s")):
+                for q, v in (m.get(key) or {}).items():
+                    if v is not None:
+                        fam.add_metric([bus, q], v)
+            online.add_metric([bus, "online"], m.get("devices_online", 0))
+            online.add_metric([bus, "offline"], m.get("devices_offline", 0))
+        yield from (polls, failures, latency, lag, online)
+
     async def run(self, *, serve_api: bool = True) -> None:
         """Run until cancelled."""
         mqtt = self.build_mqtt(self.broker_port_override)
+        for device_id, st in self.devices.items():
+            if st.device.transport == "mqtt":
+                self.command_drivers[device_id] = mqtt
+        modbus = self.build_modbus()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(mqtt.run(), name="driver[mqtt]")
+            for drv in modbus:
+                tg.create_task(drv.run(), name=f"driver[{drv.id}]")
             tg.create_task(self._ticker(), name="rules.ticker")
             tg.create_task(self._alarm_publisher(), name="alarm_topic.publisher")
             tg.create_task(self._retention(), name="store.retention")

@@ -94,7 +94,15 @@ def load_file(path: Path) -> tuple[Any, dict[Loc, Origin]]:
     lines: dict[Loc, Origin] = {}
     if node is None:
         return {}, lines
-    return _build(node, str(path), (), lines), lines
+    try:
+        return _build(node, str(path), (), lines), lines
+    except yaml.MarkedYAMLError as exc:  # e.g. an unknown tag, found while constructing
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise YamlSourceError(
+            str(path), f"{where}: invalid YAML: {exc.problem} / YAML 语法错误") from exc
+    except (yaml.YAMLError, TypeError, ValueError) as exc:
+        raise YamlSourceError(str(path), f"invalid YAML: {exc} / YAML 语法错误") from exc
 
 
 MERGED_LISTS = ("devices", "rules")

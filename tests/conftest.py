@@ -1,15 +1,27 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from gateway.clock import FakeClock
+from tests.support.servers import Mosquitto, mosquitto
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real mosquitto (persistence on) on a free loopback port, for this test only."""
+    d = tmp_path / "broker"
+    d.mkdir()
+    with mosquitto(d) as b:
+        yield b
 
 
 @pytest.fixture(autouse=True)

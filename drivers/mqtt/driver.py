@@ -51,7 +51,7 @@ class MqttSettings:
     tls_insecure: bool = False
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    reconnect_max_s: float = 5.0
     batch_max: int = 5_000
 
 

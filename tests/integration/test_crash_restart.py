@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -12,18 +11,13 @@ import pytest
 
 from drivers.simulators.publisher import SimPublisher
 from tests.support.mqtt import wait_until
-from tests.support.servers import gateway, write_config
+from tests.support.servers import gateway, stored_points, write_config
 
 pytestmark = pytest.mark.broker
 
 DEVICES = [{"id": f"tank-{i}", "kind": "water_tank", "location": {"building": "B1"}}
            for i in range(20)]
 
-
-def _stored(db: Path) -> set[tuple[str, int]]:
-    with sqlite3.connect(db) as conn:
-        return set(conn.execute(
-            "SELECT s.device_id, p.ts_ms FROM points p JOIN series s ON s.id = p.series_id"))
 
 
 def test_sigkill_during_publishing_loses_and_duplicates_nothing(tmp_path: Path, broker) -> None:
@@ -70,9 +64,9 @@ def test_sigkill_during_publishing_loses_and_duplicates_nothing(tmp_path: Path, 
             pub.flush()
             pub.close()
         total = len(sent)
-        wait_until(lambda: len(_stored(gw.data_dir / "telemetry.db")) >= total, timeout=60,
+        wait_until(lambda: len(stored_points(gw.data_dir / "telemetry.db")) >= total, timeout=60,
                    what="all points stored")
-    stored = _stored(tmp_path / "data" / "telemetry.db")
+    stored = stored_points(tmp_path / "data" / "telemetry.db")
     missing = set(sent) - stored
     extra = stored - set(sent)
     print(f"\npublished {total} (kills after {kills}); stored {len(stored)}; "

@@ -44,6 +44,9 @@ class Mosquitto:
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
+            # as root, mosquitto would switch to the 'mosquitto' user and could not write
+            # its persistence file in the test's directory: stay as the current user
+            f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
             "autosave_interval 1\nmax_queued_messages 2000000\nmax_queued_bytes 0\n"
@@ -159,3 +162,12 @@ def gateway(tmp: Path, config: Path) -> Iterator[GatewayProcess]:
         yield gw
     finally:
         gw.stop()
+
+
+def stored_points(db: Path) -> set[tuple[str, int]]:
+    """(device id, device time in ms) of every reading in a telemetry database."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return set(conn.execute(
+            "SELECT s.device_id, p.ts_ms FROM points p JOIN series s ON s.id = p.series_id"))
