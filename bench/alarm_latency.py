@@ -124,8 +124,10 @@ def probe(port: int, watcher: Watcher, *, seconds: float, interval: float,
 
 
 def summarise(lat: list[float]) -> dict[str, Any]:
+    if not lat:  # e.g. no console stream: null, not NaN, in the JSON
+        return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
     return {"n": len(lat), "p50_ms": round(h.pct(lat, 50), 2), "p99_ms": round(h.pct(lat, 99), 2),
-            "max_ms": round(max(lat), 2) if lat else None}
+            "max_ms": round(max(lat), 2)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -193,8 +195,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(h.table(rows, ["path", "probes", "p50 ms", "p99 ms", "max ms"]))
     print(f"console stream: {stream_status}; missed under load: {res['missed_under_load']}; "
           f"broker dropped: {dropped}")
-    p99_idle = res["idle_mqtt"]["p99_ms"]
-    res["p99_vs_idle"] = round(res["load_mqtt"]["p99_ms"] / p99_idle, 2) if p99_idle else None
+    p99_idle, p99_load = res["idle_mqtt"]["p99_ms"], res["load_mqtt"]["p99_ms"]
+    res["p99_vs_idle"] = round(p99_load / p99_idle, 2) if p99_idle and p99_load else None
     path = h.save("alarm_latency", {"params": {k: v for k, v in vars(args).items()
                                                if k != "out"}, "summary": res}, args.out)
     print(f"wrote {path}")

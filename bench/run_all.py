@@ -53,7 +53,7 @@ def targets(ing: dict[str, Any], lat: dict[str, Any], fp: dict[str, Any],
             minutes: float) -> list[list[Any]]:
     s = ing["summary"]
     ratio = s.get("gateway_vs_ceiling") or 0.0
-    p99 = lat["load_mqtt"]["p99_ms"]
+    p99 = lat["load_mqtt"]["p99_ms"] or float("inf")
     return [
         ["ingest vs bare subscriber", ">= 0.9 x", f"{ratio:.2f} x ({s.get('gateway'):,.0f} / "
          f"{s['ceiling_bare_subscriber']:,.0f} msg/s)", _yes(ratio >= 0.9)],
