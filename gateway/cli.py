@@ -90,6 +90,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                           config_out=args.write_config)
 
 
+def _cmd_vocabulary(args: argparse.Namespace) -> int:
+    from gateway.vocabdoc import render_markdown
+    from gateway.vocabulary import EVENTS, KIND_LABELS, METRICS
+
+    if args.markdown:
+        sys.stdout.write(render_markdown())
+        return 0
+    for kind, (zh, en) in KIND_LABELS.items():
+        print(f"{kind.value:<16} {zh} / {en}: {len(METRICS[kind])} metrics / 指标, "
+              f"{len(EVENTS[kind])} events / 事件")
+    return 0
+
+
 def _auth_store(args: argparse.Namespace) -> object:
     from gateway.auth import AuthStore
     from gateway.config import load_config
@@ -169,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seconds", type=float, default=60.0)
     sim.add_argument("--write-config", help="write a matching gateway config here and exit")
     sim.set_defaults(fn=_cmd_simulate)
+
+    voc = sub.add_parser("vocabulary", help="device vocabulary / 设备词汇表")
+    voc.add_argument("--markdown", action="store_true", help="print docs/vocabulary.md")
+    voc.set_defaults(fn=_cmd_vocabulary)
 
     for name, helptext in (("user", "local users / 用户"), ("token", "API tokens / 令牌")):
         grp = sub.add_parser(name, help=helptext)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
 from drivers.modbus.config import cross_check as modbus_cross_check
 from drivers.modbus.mapfile import MapError, load_maps
+from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
 from gateway.types import Device, DeviceKind, Location
 from gateway.vocabulary import EVENTS, METRICS
@@ -138,6 +139,7 @@ class GatewayConfig(_Strict):
     rules: list[RuleConfig] = Field(default_factory=list)
     modbus_buses: list[ModbusBusConfig] = Field(default_factory=list)
     modbus_map_dirs: list[str] = Field(default_factory=list)  # relative to this file
+    profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles, likewise
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]
@@ -359,6 +361,8 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             lines.append(f"{where}: {_fmt_path(list(clean), data)}: {msg}")
         raise ConfigError(file, lines) from None
     crossed, map_problems = _cross_check(cfg), []
+    profile_refs, profile_files = _check_profiles(cfg, file)
+    crossed += profile_refs
     if cfg.modbus_buses or cfg.modbus_map_dirs or any(d.modbus for d in cfg.devices) or any(
             d.transport == "modbus" for d in cfg.devices):
         try:  # the Modbus checks live with the driver; maps are refused with their own lines
@@ -366,10 +370,34 @@ def parse_config(data: Any, smap: SourceMap, file: str) -> GatewayConfig:
             crossed += modbus_cross_check(cfg.modbus_buses, cfg.devices, maps)
         except MapError as exc:
             map_problems = exc.problems
-    if crossed or map_problems:
+    if crossed or map_problems or profile_files:
         raise ConfigError(file, [f"{_locate(smap, loc, file)}: {_fmt_path(list(loc), data)}: {m}"
-                                 for loc, m in crossed] + map_problems)
+                                 for loc, m in crossed] + profile_files + map_problems)
     return cfg
+
+
+def _check_profiles(cfg: GatewayConfig, file: str) -> tuple[
+        list[tuple[tuple[str | int, ...], str]], list[str]]:
+    """Load every payload profile (shipped and ``profile_dirs``, relative to the config file)
+    and check each MQTT device names one of its kind; profile files report their own lines."""
+    dirs = [str(Path(file).parent / d) for d in cfg.profile_dirs]
+    problems: list[tuple[tuple[str | int, ...], str]] = [
+        (("profile_dirs", i), f"folder {d!r} not found (looked in {dirs[i]}) / 找不到模板目录")
+        for i, d in enumerate(cfg.profile_dirs) if not Path(dirs[i]).is_dir()]
+    profiles, files = load_profiles([Path(d) for d in dirs if Path(d).is_dir()])
+    for i, dev in enumerate(cfg.devices):
+        found = profiles.get(profile_key(dev.kind, dev.profile))
+        if dev.transport != "mqtt" or (found is not None and found.kind == dev.kind):
+            continue
+        known = sorted(p.id for p in profiles.values() if p.kind == dev.kind)
+        guess = difflib.get_close_matches(dev.profile, known, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        if found is not None:
+            hint = f" (that profile is for {found.kind.value})"
+        problems.append((("devices", i, "profile"),
+                         f"unknown {dev.kind.value} profile {dev.profile!r}{hint}; expected one "
+                         f"of {', '.join(known)} (or add a file to profile_dirs) / 未知报文模板"))
+    return problems, files
 
 
 def load_config(path: str | Path) -> GatewayConfig:

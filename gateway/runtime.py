@@ -270,7 +270,8 @@ class Runtime:
 
     def build_mqtt(self, port: int | None = None) -> MqttDriver:
         b = self.config.broker
-        profiles = builtin_profiles()
+        base = self.config_path.parent if self.config_path else Path.cwd()
+        profiles = builtin_profiles([base / d for d in self.config.profile_dirs])
         self.mqtt_codec = MqttCodec(
             prefix=b.topic_prefix, site=self.site, devices=[s.device for s in
                                                            self.devices.values()],

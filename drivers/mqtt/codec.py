@@ -3,20 +3,25 @@
 Topic scheme: ``<prefix>/<site>/<building>/<kind>/<device>/<channel>`` where channel is
 ``telemetry``, ``event`` or ``status``. Anything the codec cannot use becomes a
 ``Rejection`` with a reason from ``REASONS``; the driver counts and keeps it.
+
+The payload is read through the device's profile (``drivers.profiles``): where the time and
+the values are, vendor field → metric (nested fields as dotted keys, code maps, bits of a
+word, scale and unit), vendor event code (or flag word) → vocabulary event, attributes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from drivers.profiles import Profile
+from drivers.profiles import AttributeMap, EventMap, FieldMap, Profile, profile_key
 from gateway.types import Device, DeviceStatus, Event, Observation, Quality, Reading, Value
 from gateway.vocabulary import EVENTS, METRICS, MetricSpec
 
@@ -70,7 +75,7 @@ def _dig(obj: Any, path: str) -> Any:
     return obj
 
 
-def _timestamp(raw: Any, unit: str) -> float | None:
+def _timestamp(raw: Any, unit: str, zone: str | None = None) -> float | None:
     if raw is None:
         return None
     if isinstance(raw, bool):
@@ -90,7 +95,9 @@ def _timestamp(raw: Any, unit: str) -> float | None:
             except ValueError:
                 raise ValueError(f"not a time: {raw[:40]!r}") from None
         if parsed.tzinfo is None:
-            raise ValueError(f"time without a zone: {raw[:40]!r} (add Z or +08:00)")
+            if zone is None:
+                raise ValueError(f"time without a zone: {raw[:40]!r} (add Z or +08:00)")
+            parsed = datetime.fromisoformat(text + zone)
         return parsed.timestamp()
     raise ValueError(f"not a time: {type(raw).__name__}")
 
@@ -133,14 +140,22 @@ class MqttCodec:
         self.prefix_parts = tuple(prefix.split("/"))
         self.site = site
         self.devices = {d.id: d for d in devices}
-        self.profiles = {d.id: profiles[_profile_key(d)] for d in devices
+        self.profiles = {d.id: profiles[profile_key(d.kind, d.profile)] for d in devices
                          if d.transport == "mqtt"}
+        used = {p.key: p for p in self.profiles.values()}
+        self.field_maps = {k: p.field_maps() if p.fields is not None else None
+                           for k, p in used.items()}
+        self.attribute_maps: dict[str, dict[str, AttributeMap]] = {
+            k: p.events.attribute_maps() for k, p in used.items()}
         self.max_payload_bytes = max_payload_bytes
         # topic → where its messages go (or why they are refused): the topic checks run
         # once per topic instead of once per message; bounded against topic floods
         self._routes: dict[str, tuple[Device, str] | Rejection | object] = {}
-        self._skip = {i: frozenset({p.timestamp_field, "id", *p.ignore_fields})
-                      for i, p in self.profiles.items()}  # body keys that are not metrics
+        # body keys that are not metrics, per profile (the time field only when the values
+        # sit beside it)
+        self._skip = {k: frozenset({"id", *p.ignore_fields,
+                                    *(() if p.values_at else (p.timestamp_field,))})
+                      for k, p in used.items()}
 
     @property
     def subscription(self) -> str:
@@ -176,7 +191,8 @@ class MqttCodec:
             return out
         profile = self.profiles[device.id]
         try:
-            at = _timestamp(_dig(body, profile.timestamp_field), profile.timestamp_unit)
+            at = _timestamp(_dig(body, profile.timestamp_field), profile.timestamp_unit,
+                            profile.timestamp_zone)
         except ValueError as exc:
             out.rejections.append(Rejection("bad_timestamp", str(exc)))
             return out
@@ -238,52 +254,41 @@ class MqttCodec:
             out.rejections.append(Rejection("no_values", f"no mapping at {profile.values_at!r}"))
             return
         metrics = METRICS[device.kind]
-        skip = self._skip[device.id]
+        skip = self._skip[profile.key]
         quality = Quality.UNCERTAIN if out.skew_corrected else Quality.GOOD
-        for key, raw in values.items():
+        field_maps = self.field_maps[profile.key]
+        items = values.items() if field_maps is None else _flatten(values, "", skip, field_maps)
+        for key, raw in items:
             if key in skip:
                 continue
-            scale, offset, code_map = 1.0, 0.0, None
-            if profile.fields is None:
-                name = key
-            else:
-                fm = profile.fields.get(key)
-                if fm is None:
-                    out.rejections.append(Rejection("unknown_metric",
-                                                    f"vendor field {key!r} is not mapped"))
+            maps = [None] if field_maps is None else field_maps.get(key)
+            if maps is None:
+                out.rejections.append(Rejection("unknown_metric",
+                                                f"vendor field {key!r} is not mapped"[:120]))
+                continue
+            for fm in maps:
+                name = key if fm is None else fm.metric
+                spec = metrics.get(name)
+                if spec is None:
+                    out.rejections.append(Rejection(
+                        "unknown_metric", f"{key!r} is not a {device.kind.value} metric"[:120]))
                     continue
-                name, scale, offset, code_map = fm.metric, fm.scale, fm.offset, fm.map
-            spec = metrics.get(name)
-            if spec is None:
-                out.rejections.append(Rejection(
-                    "unknown_metric", f"{key!r} is not a {device.kind.value} metric"[:120]))
-                continue
-            if code_map is not None:
-                raw = code_map.get(str(raw).lower() if isinstance(raw, bool) else str(raw), raw)
-            elif (scale != 1.0 or offset != 0.0) and isinstance(raw, int | float) \
-                    and not isinstance(raw, bool):
-                raw = raw * scale + offset
-            try:
-                value = _coerce(spec, raw)
-            except ValueError as exc:
-                reason, detail = exc.args
-                out.rejections.append(Rejection(reason, f"{name}: {detail}"))
-                continue
-            out.observations.append(Reading(device.id, name, value, at, spec.unit, quality, now))
+                try:
+                    value = _coerce(spec, raw if fm is None else _convert(fm, spec, raw))
+                except ValueError as exc:
+                    reason, detail = exc.args
+                    out.rejections.append(Rejection(reason, f"{name}: {detail}"))
+                    continue
+                out.observations.append(Reading(device.id, name, value, at, spec.unit, quality,
+                                                now))
         if not out.observations and not out.rejections:
             out.rejections.append(Rejection("no_values", "telemetry carried no metric"))
 
     def _event(self, device: Device, profile: Profile, body: dict[str, Any], at: float,
                now: float, out: Decoded) -> None:
         em = profile.events
-        code = _dig(body, em.code_field)
-        if code is None:
-            out.rejections.append(Rejection("unknown_event", f"no {em.code_field!r} field"))
-            return
-        name = em.codes.get(str(code)) if em.codes is not None else str(code)
-        if name is None or name not in EVENTS[device.kind]:
-            out.rejections.append(Rejection(
-                "unknown_event", f"{str(code)[:40]!r} is not a {device.kind.value} event"))
+        names = self._event_names(device, em, body, out)
+        if not names:
             return
         attrs: dict[str, Value] = {}
         raw_attrs = _dig(body, em.attributes_field) if em.attributes_field else None
@@ -292,21 +297,89 @@ class MqttCodec:
                 if isinstance(v, str | int | float | bool) and not (
                         isinstance(v, float) and not math.isfinite(v)):
                     attrs[str(k)] = v
-        for ours, path in em.attributes.items():
-            v = _dig(body, path)
+        for ours, am in self.attribute_maps[profile.key].items():
+            v = _dig(body, am.path)
             if isinstance(v, str | int | float | bool):
-                attrs[ours] = v
+                attrs[ours] = am.map.get(_code(v), v) if am.map else v
         raw_id = _dig(body, em.id_field) if em.id_field else None
-        if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id):
-            event_id = f"{device.id}:{raw_id}"
+        for name in names:
+            suffix = f":{name}" if len(names) > 1 else ""
+            if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id):
+                event_id = f"{device.id}:{raw_id}{suffix}"
+            else:
+                digest = hashlib.blake2b(f"{device.id}|{name}|{at!r}".encode(), digest_size=10)
+                event_id = f"{device.id}:{digest.hexdigest()}"
+            out.observations.append(Event(device.id, name, at, event_id, attrs, now))
+
+    @staticmethod
+    def _event_names(device: Device, em: EventMap, body: dict[str, Any],
+                     out: Decoded) -> list[str]:
+        known = EVENTS[device.kind]
+        if em.flags_field is not None and em.flags is not None:
+            word = _dig(body, em.flags_field)
+            if isinstance(word, bool) or not isinstance(word, int) or word <= 0:
+                out.rejections.append(Rejection(
+                    "unknown_event", f"{em.flags_field!r} is not a flag word: {word!r}"[:120]))
+                return []
+            unknown = [b for b in range(word.bit_length()) if word >> b & 1 and b not in em.flags]
+            if unknown:
+                out.rejections.append(Rejection(
+                    "unknown_event", f"bits {unknown} of {em.flags_field!r} are not mapped"))
+            return [em.flags[b] for b in sorted(em.flags) if word >> b & 1]
+        paths = [em.code_field] if isinstance(em.code_field, str) else em.code_field
+        parts = [_dig(body, p) for p in paths]
+        if any(p is None or isinstance(p, Mapping | list) for p in parts):
+            out.rejections.append(Rejection("unknown_event",
+                                            f"no {'/'.join(paths)!r} field"[:120]))
+            return []
+        code = "/".join(_code(p) for p in parts)
+        name = em.codes.get(code) if em.codes is not None else code
+        if name is None or name not in known:
+            out.rejections.append(Rejection(
+                "unknown_event", f"{code[:40]!r} is not a {device.kind.value} event"))
+            return []
+        return [name]
+
+
+def _code(raw: Any) -> str:
+    """A vendor code as text: ``1``, ``"1"`` and ``1.0`` match the YAML key ``1``."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return str(raw)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str, skip: AbstractSet[str],
+             fields: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Nested vendor objects as dotted keys (``pump.run``), stopping at mapped fields."""
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if key in skip:
+            continue
+        if isinstance(v, Mapping) and key not in fields:
+            yield from _flatten(v, f"{key}.", skip, fields)
         else:
-            digest = hashlib.blake2b(f"{device.id}|{name}|{at!r}".encode(), digest_size=10)
-            event_id = f"{device.id}:{digest.hexdigest()}"
-        out.observations.append(Event(device.id, name, at, event_id, attrs, now))
+            yield key, v
 
 
-def _profile_key(device: Device) -> str:
-    return device.profile if "." in device.profile else f"{device.kind.value}.{device.profile}"
+def _convert(fm: FieldMap, spec: MetricSpec, raw: Any) -> Any:
+    if fm.bit is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise ValueError("wrong_type", f"expected a non-negative integer word, found "
+                             f"{raw!r}"[:120])
+        return bool(raw >> fm.bit & 1)
+    if fm.map is not None:
+        if isinstance(raw, Mapping | list):
+            raise ValueError("wrong_type", f"expected a vendor code, found {raw!r}"[:120])
+        code = _code(raw)
+        if code not in fm.map:
+            raise ValueError("out_of_range", f"vendor code {code[:40]!r} is not in the "
+                             "profile's map")
+        return fm.map[code]
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return fm.convert(raw, spec.unit)
+    return raw
 
 
 def topic_for(prefix: str, site: str, device: Device, channel: str) -> str:

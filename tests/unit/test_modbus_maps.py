@@ -61,7 +61,7 @@ def test_map_unknown_metric_without_a_close_name_lists_the_known(tmp_path: Path)
         "m.yaml:4: register map 'bad-tank': points[0] (zzz).metric: unknown water_tank metric "
         "'zzz'; known: level_pct, level_m, inlet_pressure_mpa, outlet_pressure_mpa, "
         "pump_running, pump_fault, vfd_frequency_hz, turbidity_ntu, free_chlorine_mgl, ph, "
-        "flooded / 未知指标")
+        "flooded, door_open / 未知指标")
 
 
 def test_map_bad_data_type(tmp_path: Path) -> None:
