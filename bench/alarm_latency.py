@@ -7,7 +7,8 @@ The gateway runs with the bench rule pack plus ``probe-high`` (a probe tank's le
 telemetry, a probe client publishes the probe tank's level alternately at 95 % (raises the
 alarm) and 50 % (returns it to normal), one at a time, and times each until the matching
 alarm transition arrives on the gateway's alarm topic (QoS 1). If the console's live stream
-(``/api/v1/stream``, server-sent events) exists, the same transitions are timed there too.
+(``/api/v1/stream``, server-sent events, opened with a ticket from
+``/api/v1/stream/ticket``) exists, the same transitions are timed there too.
 The reference is the same probe measured with no background load (the ceiling of this run).
 """
 
@@ -61,21 +62,34 @@ class Watcher:
                 self.mqtt.append(now)
 
     def _follow_stream(self, gw: h.Gateway) -> None:
-        headers = {"Authorization": f"Bearer {gw.token}", "Accept": "text/event-stream"}
+        """The console's live feed: a single-use ticket, then Server-Sent Events."""
+        auth = {"Authorization": f"Bearer {gw.token}"}
         try:
-            with httpx.stream("GET", f"{gw.url}/api/v1/stream", headers=headers,
+            r = httpx.post(f"{gw.url}/api/v1/stream/ticket", headers=auth, timeout=5)
+            if r.status_code != 200:
+                self.stream_status = f"/api/v1/stream/ticket answered {r.status_code}"
+                return
+            ticket = r.json()["ticket"]
+            with httpx.stream("GET", f"{gw.url}/api/v1/stream", params={"ticket": ticket},
+                              headers={"Accept": "text/event-stream"},
                               timeout=httpx.Timeout(5, read=None)) as r:
                 if r.status_code != 200:
                     self.stream_status = f"/api/v1/stream answered {r.status_code}"
                     return
                 self.stream_status = "measured"
+                event = ""
                 for line in r.iter_lines():
                     if self._stop.is_set():
                         return
-                    if line.startswith("data:") and "probe-tank" in line and "alarm" in line:
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "alarm" and "probe-tank" in line:
                         self.stream.append(time.monotonic())
+                    elif not line:
+                        event = ""
         except httpx.HTTPError as exc:
-            self.stream_status = f"stream failed: {exc}"
+            if not self._stop.is_set():
+                self.stream_status = f"stream failed: {exc}"
 
     def close(self) -> None:
         self._stop.set()

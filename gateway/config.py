@@ -29,6 +29,7 @@ from rules.config import EventCondition, RuleConfig, ThresholdCondition
 __all__ = [
     "ApiConfig",
     "BrokerConfig",
+    "ConsoleConfig",
     "DeviceConfig",
     "GatewayConfig",
     "StoreConfig",
@@ -99,6 +100,14 @@ class ApiConfig(_Strict):
     port: int = Field(8080, ge=0, le=65535)
 
 
+class ConsoleConfig(_Strict):
+    """The operator console: shift length and the alarm-flood threshold (EEMUA 191)."""
+
+    shift_max_hours: float = Field(8, gt=0, le=24)
+    flood_alarms: int = Field(10, ge=1)  # more than this many raised alarms ...
+    flood_window_s: float = Field(600, gt=0)  # ... within this window is a flood
+
+
 class LocationConfig(_Strict):
     building: str
     floor: str | int | None = None
@@ -134,6 +143,7 @@ class GatewayConfig(_Strict):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)

@@ -90,6 +90,7 @@ async def run_demo(*, data_dir: Path, api_port: int, duration_s: float | None,
                 break
             await asyncio.sleep(0.05)
         print("\n=== 小区边缘网关演示 / Estate gateway demo ===")
+        print(f"Console / 值班台:  {runtime.api_url()}/console/")
         print(f"API / 接口:        {runtime.api_url()}/docs")
         print(f"Login / 登录:      demo-admin  {password}   (this run only / 仅本次有效)")
         print(f"Broker / 消息代理: mqtt://127.0.0.1:{broker_port}  (embedded amqtt)")

@@ -114,7 +114,7 @@ class Reading:
 class Event:
     """A discrete occurrence (a card denied, a door forced, a passenger trapped), not a level.
 
-    ``kind`` comes from the closed vocabulary of the device's kind (``drivers.vocabulary``).
+    ``kind`` comes from the closed vocabulary of the device's kind (``gateway.vocabulary``).
     ``event_id`` identifies the occurrence across redeliveries: the device's message id when
     it sends one, otherwise a hash of device, kind and device time, so a QoS 1 duplicate is
     stored once.

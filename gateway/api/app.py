@@ -199,4 +199,6 @@ def create_app(runtime: Runtime) -> FastAPI:
                                      payload=d.payload[:512].decode("utf-8", "replace"))
                 for d in letters]
 
+    from gateway.api.console import install as install_console  # it imports `require`
+    install_console(app, runtime)
     return app

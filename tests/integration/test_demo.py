@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(600)  # the fresh venv's pip install dominates
 def test_demo_in_fresh_venv_raises_an_alarm_of_each_kind(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

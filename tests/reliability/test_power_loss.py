@@ -75,7 +75,7 @@ def test_repeated_sigkill_keeps_stores_intact_and_journal_gapless(tmp_path: Path
             pub.flush()
             pub.close()
         wait_until(lambda: sum(1 for _, _, t in _journal(gw.data_dir / "state.db")
-                               if t == "estate.device.event") >= len(sent), timeout=60,
+                               if t == "estate.device.event") >= len(sent), timeout=180,
                    what="every event journaled")
     rows = _journal(tmp_path / "data" / "state.db")
     seqs = [r[0] for r in rows]
