@@ -14,8 +14,10 @@ an outage is logged once at ERROR and the recovery once at INFO.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import socket
 import ssl
 import struct
 from collections.abc import Callable
@@ -276,6 +278,11 @@ class _ReadBuffer:
 def _buffer_reads(paho: Any) -> None:
     sock = paho._sock  # paho-mqtt 2.x; pinned through aiomqtt <3
     if sock is not None and not isinstance(sock, _ReadBuffer):
+        # No Nagle: paho leaves it on, so an alarm published right after a batch's PUBACK
+        # waited for the broker's delayed TCP ACK (~40 ms on Linux). Acks already go out
+        # one write per batch, so small-segment coalescing buys nothing here.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         paho._sock = _ReadBuffer(sock)
 
 
