@@ -147,6 +147,24 @@ def _cmd_token_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_store_stats(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.store.stats import store_stats_text
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    data = Path(args.data_dir or cfg.store.path)
+    if not (data / "telemetry.db").exists():
+        print(f"no store at {data} / 存储不存在", file=sys.stderr)
+        return 1
+    print(store_stats_text(data / "telemetry.db", data / "state.db",
+                           max_bytes=cfg.store.max_bytes), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="estate-gateway",
                                 description="Estate edge gateway / 小区边缘网关")
@@ -186,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     voc = sub.add_parser("vocabulary", help="device vocabulary / 设备词汇表")
     voc.add_argument("--markdown", action="store_true", help="print docs/vocabulary.md")
     voc.set_defaults(fn=_cmd_vocabulary)
+
+    store = sub.add_parser("store", help="the embedded store / 存储")
+    ssub = store.add_subparsers(dest="action", required=True)
+    stats = ssub.add_parser("stats", help="bytes per point, rows, time span, disk left")
+    stats.add_argument("--config", "-c", default="/etc/estate-gateway/gateway.yaml")
+    stats.add_argument("--data-dir")
+    stats.set_defaults(fn=_cmd_store_stats)
 
     for name, helptext in (("user", "local users / 用户"), ("token", "API tokens / 令牌")):
         grp = sub.add_parser(name, help=helptext)

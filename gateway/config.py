@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
 from drivers.modbus.config import cross_check as modbus_cross_check
@@ -32,6 +32,8 @@ __all__ = [
     "ConsoleConfig",
     "DeviceConfig",
     "GatewayConfig",
+    "InfluxConfig",
+    "ReportByExceptionConfig",
     "StoreConfig",
     "load_config",
     "parse_config",
@@ -82,9 +84,19 @@ class BrokerConfig(_Strict):
 
 class RetentionConfig(_Strict):
     readings_days: float = Field(15, gt=0)
+    rollup_1m_days: float = Field(90, gt=0)
+    rollup_1h_days: float = Field(730, gt=0)
     events_days: float = Field(180, gt=0)
     alarms_days: float = Field(365, gt=0)
     dead_letters: int = Field(10_000, ge=10)
+
+
+class ReportByExceptionConfig(_Strict):
+    """Store a metric's reading only when it moved by more than ``deadband`` (in the
+    metric's unit) or nothing was stored for ``max_silence_s``."""
+
+    deadband: float = Field(0.0, ge=0)
+    max_silence_s: float = Field(900.0, gt=0)
 
 
 class StoreConfig(_Strict):
@@ -92,6 +104,58 @@ class StoreConfig(_Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     batch_max: int = Field(5_000, ge=1, le=100_000)
     batch_interval_ms: int = Field(20, ge=0, le=10_000)
+    # Budget of the telemetry database (raw points, rollups, influx outbox); None = no limit.
+    max_bytes: int | None = Field(None, ge=1_048_576)
+    on_full: Literal["prune_oldest", "drop_new"] = "prune_oldest"
+    report_by_exception: dict[str, ReportByExceptionConfig] = Field(default_factory=dict)
+
+
+class InfluxConfig(_Strict):
+    """An InfluxDB 2.x/3.x (or any v2-write-API) server fed from the embedded store.
+
+    The token comes from ``token_env`` or ``token_file``, never from this file.
+    """
+
+    enabled: bool = True
+    url: str = Field(pattern=r"^https?://")
+    org: str = ""
+    bucket: str = Field(min_length=1)
+    token_env: str | None = None
+    token_file: str | None = None
+    batch_size: int = Field(5_000, ge=1, le=100_000)
+    timeout_s: float = Field(10.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> InfluxConfig:
+        if self.token_env and self.token_file:
+            raise ValueError("give token_env or token_file, not both")
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError(f"retry_max_s ({self.retry_max_s}) must be at least "
+                             f"retry_initial_s ({self.retry_initial_s})")
+        return self
+
+    def token(self) -> str:
+        """The token, read now; empty when neither source is configured (no auth).
+
+        Raises:
+            ConfigError: the environment variable is unset or the file cannot be read.
+        """
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if value is None:
+                raise ConfigError("influx", [f"influx.token_env: environment variable "
+                                             f"{self.token_env!r} is not set"])
+            return value.strip()
+        if self.token_file:
+            try:
+                return Path(self.token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError("influx", [f"influx.token_file: cannot read "
+                                             f"{self.token_file!r}: {exc.strerror}"]) from None
+        return ""
 
 
 class ApiConfig(_Strict):
@@ -142,6 +206,7 @@ class GatewayConfig(_Strict):
     site: SiteConfig
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    influx: InfluxConfig | None = None
     api: ApiConfig = Field(default_factory=ApiConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     include: list[str] = Field(default_factory=list)

@@ -64,6 +64,26 @@ class _RuntimeCollector(Collector):
                                   value=t.duplicates_ignored)
         yield GaugeMetricFamily("gateway_store_last_write_seconds",
                                 "Duration of the last telemetry commit", value=t.last_write_s)
+        yield CounterMetricFamily("gateway_store_points_dropped_full",
+                                  "Readings refused because the store was full (on_full: drop_new)",
+                                  value=t.points_dropped_full)
+        yield CounterMetricFamily("gateway_store_points_pruned_for_space",
+                                  "Oldest readings deleted to keep within store.max_bytes",
+                                  value=t.points_pruned_for_space)
+        yield GaugeMetricFamily("gateway_store_used_bytes", "Telemetry database bytes in use",
+                                value=t.used_bytes)
+        yield CounterMetricFamily("gateway_store_report_by_exception_suppressed",
+                                  "Readings not written: within deadband and max silence",
+                                  value=rt.rbe.suppressed)
+        if rt.influx is not None:
+            im = rt.influx.metrics
+            for key in ("written", "batches", "retries", "rejected"):
+                if isinstance(im.get(key), int | float):
+                    yield CounterMetricFamily(f"gateway_influx_{key}", f"InfluxDB sink: {key}",
+                                              value=im[key])
+            if isinstance(im.get("backlog"), int | float):
+                yield GaugeMetricFamily("gateway_influx_backlog",
+                                        "Readings waiting for InfluxDB", value=im["backlog"])
         yield CounterMetricFamily("gateway_ingest_seconds", "Time spent in ingest",
                                   value=m.ingest_seconds)
         states: Counter[str] = Counter(a.state.value for a in rt.book.alarms.values())

@@ -29,6 +29,8 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
+from gateway.store.deadband import ReportByException, policies_from_config
+from gateway.store.retention import TelemetryPolicy
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
 from gateway.types import (
@@ -84,7 +86,12 @@ class Runtime:
         self.data_dir = Path(data_dir or config.store.path)
         self.devices = {d.id: DeviceState(d) for d in config.device_list()}
         self.metrics = IngestMetrics()
-        self.telemetry = TelemetryStore(self.data_dir / "telemetry.db")
+        self.influx_enabled = config.influx is not None and config.influx.enabled
+        self.telemetry = TelemetryStore(self.data_dir / "telemetry.db",
+                                        policy=TelemetryPolicy.from_config(config.store),
+                                        outbox=self.influx_enabled)
+        self.rbe = ReportByException(policies_from_config(config.store.report_by_exception))
+        self.influx: Any = None
         self.state = StateStore(self.data_dir / "state.db",
                                 dead_letter_max=config.store.retention.dead_letters)
         self.engine = RuleEngine(config.rules, [s.device for s in self.devices.values()])
@@ -156,7 +163,10 @@ class Runtime:
         # for the batch's telemetry write. Both are done before this returns (and the
         # driver acks); if the write fails the batch is redelivered and re-evaluated, and
         # a threshold already raised is not raised twice.
-        write = asyncio.ensure_future(self.telemetry.write(readings)) if readings else None
+        # Rules see every reading; report-by-exception only thins what is written.
+        stored = (self.rbe.filter(readings) if self.rbe.policies else readings) \
+            if readings else readings
+        write = asyncio.ensure_future(self.telemetry.write(stored)) if stored else None
         try:
             if events:
                 known = await self.state.known_event_ids(e.event_id for e in events)
@@ -254,17 +264,15 @@ class Runtime:
                 cursor = entry.seq
             await self.state.apply(Transaction(kv={ALARM_TOPIC_CURSOR_KV: cursor}))
 
-    async def _retention(self) -> None:
-        r = self.config.store.retention
+    async def _maintenance(self) -> None:
+        """Retention by age and the disk budget (telemetry only; alarms and journal never)."""
         while True:
+            await self.clock.sleep(300)
             try:
-                pruned = await self.telemetry.prune(self.clock.now() - r.readings_days * 86_400)
-                if pruned:
-                    log.info("retention: pruned %d readings older than %g days", pruned,
-                             r.readings_days)
+                report = await self.telemetry.maintain(self.clock.now())
+                log.debug("store maintenance: %s", report)
             except StoreError as exc:
-                log.error("retention failed: %s", exc)
-            await self.clock.sleep(3600)
+                log.error("store maintenance failed: %s / 存储维护失败", exc)
 
     # -- wiring -----------------------------------------------------------------------
 
@@ -346,7 +354,15 @@ class Runtime:
                 tg.create_task(drv.run(), name=f"driver[{drv.id}]")
             tg.create_task(self._ticker(), name="rules.ticker")
             tg.create_task(self._alarm_publisher(), name="alarm_topic.publisher")
-            tg.create_task(self._retention(), name="store.retention")
+            tg.create_task(self._maintenance(), name="store.maintenance")
+            if self.influx_enabled:
+                from gateway.store.influx import InfluxSink
+
+                assert self.config.influx is not None
+                self.influx = InfluxSink(self.telemetry, self.config.influx, site=self.site,
+                                         devices={k: v.device for k, v in self.devices.items()},
+                                         clock=self.clock)
+                tg.create_task(self.influx.run(), name="store.influx")
             if serve_api and self.config.api.enabled:
                 from gateway.api.server import serve
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -165,17 +165,25 @@ def create_app(runtime: Runtime) -> FastAPI:
                       metric: Annotated[str, Query(min_length=1, max_length=100)],
                       from_: Annotated[float | None, Query(alias="from")] = None,
                       to: float | None = None,
+                      resolution: Literal["auto", "raw", "1m", "1h"] = "raw",
                       limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000
                       ) -> schemas.History:
+        """Raw readings, or 1-minute / 1-hour min/max/avg/count buckets (``auto`` picks by
+        the span, so a 15-day chart never pulls 130,000 points)."""
         if device_id not in runtime.devices:
             raise HTTPException(404, f"device {device_id!r} does not exist / 设备不存在")
         end = to if to is not None else time.time()
         start = from_ if from_ is not None else end - 86_400
         if start > end:
             raise HTTPException(422, "'from' is after 'to' / 起始时间晚于结束时间")
-        points = await runtime.telemetry.history(device_id, metric, start, end, limit)
-        return schemas.History(device_id=device_id, metric=metric, points=[
-            schemas.PointOut(at=p.at, value=p.value, quality=p.quality.value) for p in points])
+        result = await runtime.telemetry.history_auto(device_id, metric, start, end,
+                                                      resolution=resolution, limit=limit)
+        return schemas.History(
+            device_id=device_id, metric=metric, resolution=str(result.resolution),
+            points=[schemas.PointOut(at=p.at, value=p.value, quality=p.quality.value)
+                    for p in result.points],
+            buckets=[schemas.BucketOut(start=b.start, count=b.count, min=b.min, max=b.max,
+                                       avg=b.avg) for b in result.buckets])
 
     @app.get("/api/v1/events", response_model=schemas.EventPage, tags=["cloud"])
     async def events(_: Cloud, after: Annotated[int, Query(ge=0)] = 0,

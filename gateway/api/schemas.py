@@ -100,10 +100,20 @@ class PointOut(BaseModel):
     quality: str
 
 
+class BucketOut(BaseModel):
+    start: float
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
 class History(BaseModel):
     device_id: str
     metric: str
+    resolution: str = "raw"
     points: list[PointOut]
+    buckets: list[BucketOut] = []
 
 
 class EventPage(BaseModel):

@@ -1,0 +1,71 @@
+"""New readings land in the time-ordered head and move to ``points`` in compactions;
+queries, deduplication and the watermark hold across both tables."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from gateway.types import Reading
+from tests.unit.store.conftest import T0
+
+
+def tables(path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return (conn.execute("SELECT count(*) FROM points").fetchone()[0],
+                conn.execute("SELECT count(*) FROM points_head").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def series(n: int, first: int = 0) -> list[Reading]:
+    """Readings ``first`` .. ``first + n - 1``, 10 s apart from T0, valued by their number."""
+    return [Reading("d", "m", float(i), T0 + 10 * i) for i in range(first, first + n)]
+
+
+async def test_head_moves_older_windows_to_points(make_store, tmp_path):
+    store = make_store()
+    # 25 minutes every 10 s with a 5-minute head: compactions leave 1-2 windows in the head
+    for chunk in range(5):
+        await store.write(series(30, first=30 * chunk))
+    in_points, in_head = tables(tmp_path / "telemetry.db")
+    assert in_points + in_head == 150
+    assert in_points >= 60 and 30 <= in_head <= 60
+    assert store.compactions >= 1
+    got = store.history_sync("d", "m", T0, T0 + 1500)
+    assert [p.value for p in got] == [float(i) for i in range(150)]
+
+
+async def test_head_late_duplicate_older_than_watermark_is_ignored(make_store):
+    store = make_store()
+    await store.write(series(200))  # 2,000 s: the first windows are in points by now
+    assert store.compactions >= 1
+    assert await store.write(series(5)) == 0  # redelivered, already in points
+    assert store.duplicates_ignored == 5
+    # a late reading that is new (gap filled) is accepted, once
+    late = [Reading("d", "m", -1.0, T0 + 5)]
+    assert await store.write(late) == 1
+    assert await store.write(late) == 0
+    got = store.history_sync("d", "m", T0, T0 + 20)
+    assert [(p.at - T0, p.value) for p in got] == [(0, 0.0), (5, -1.0), (10, 1.0), (20, 2.0)]
+    (b,) = store.history_auto_sync("d", "m", T0, T0 + 59, resolution="1m").buckets
+    assert b.count == 7  # the rollup counted the late reading once, the duplicates never
+
+
+async def test_head_watermark_survives_reopen(make_store):
+    store = make_store(name="w.db")
+    await store.write(series(200))
+    store.close()
+    again = make_store(name="w.db")
+    assert await again.write(series(3)) == 0  # still known to be in points
+    assert again.count_sync() == 200
+
+
+async def test_head_maintain_flushes_a_quiet_head(make_store, tmp_path):
+    store = make_store()
+    await store.write(series(20))
+    assert tables(tmp_path / "telemetry.db") == (0, 20)
+    await store.maintain(T0 + 3600)
+    assert tables(tmp_path / "telemetry.db") == (20, 0)
+    assert [p.value for p in store.history_sync("d", "m", T0, T0 + 3600)] == \
+        [float(i) for i in range(20)]
