@@ -22,12 +22,10 @@ __all__ = ["main"]
 log = logging.getLogger("gateway")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("amqtt", "transitions", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from gateway.logformat import setup_logging
+
+    setup_logging(level, "json" if fmt == "json" else "text")
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -129,6 +127,7 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
     try:
         store = _auth_store(args)
         store.add_user(args.name, args.role, _read_password(args))  # type: ignore[attr-defined]
+        _cli_audit(args, "user.add", args.name, {"role": args.role})
     except (AuthError, ConfigError) as exc:
         print(f"error / 错误: {exc}", file=sys.stderr)
         return 2
@@ -136,15 +135,71 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_audit(args: argparse.Namespace, action: str, target: str,
+               detail: dict[str, str]) -> None:
+    """User changes made on the command line are audited like those made through the API."""
+    from gateway.audit import AuditEntry, record
+    from gateway.clock import SystemClock
+    from gateway.config import load_config
+    from gateway.store.state import StateStore, Transaction
+
+    data_dir = Path(args.data_dir) if args.data_dir else Path(load_config(args.config).store.path)
+    try:
+        actor = f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        actor = "cli:unknown"
+    state = StateStore(data_dir / "state.db")
+    try:
+        entry = AuditEntry.now(SystemClock(), actor=actor, action=action,  # type: ignore[arg-type]
+                               target=target, client="cli", detail=detail)
+        state.apply_sync(record(Transaction(), entry))
+    finally:
+        state.close()
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    try:
+        users = _auth_store(args).users()  # type: ignore[attr-defined]
+    except ConfigError as exc:
+        print(f"error / 错误: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'name / 用户名':<24} {'role / 角色':<12} state / 状态")
+    for u in users:
+        print(f"{u.name:<24} {u.role:<12} {'disabled / 已停用' if u.disabled else 'active / 启用'}")
+    if not any(u.role == "admin" and not u.disabled for u in users):
+        print("no active admin: create one with `estate-gateway user add NAME --role admin` "
+              "/ 尚无管理员账户", file=sys.stderr)
+    return 0
+
+
+def _cmd_user_disable(args: argparse.Namespace) -> int:
+    disabled = args.action == "disable"
+    try:
+        _auth_store(args).set_disabled(args.name, disabled=disabled)  # type: ignore[attr-defined]
+        _cli_audit(args, f"user.{args.action}", args.name, {})
+    except (AuthError, ConfigError) as exc:
+        print(f"error / 错误: {exc}", file=sys.stderr)
+        return 2
+    print(f"user {args.name!r} {args.action}d / 用户已{'停用' if disabled else '启用'}")
+    return 0
+
+
 def _cmd_token_add(args: argparse.Namespace) -> int:
     try:
         store = _auth_store(args)
         token = store.add_token(args.name, args.role)  # type: ignore[attr-defined]
+        _cli_audit(args, "token.add", args.name, {"role": args.role})
     except (AuthError, ConfigError) as exc:
         print(f"error / 错误: {exc}", file=sys.stderr)
         return 2
     print(token)
     return 0
+
+
+def _cmd_rules_test(args: argparse.Namespace) -> int:
+    from rules.testing import run_files
+
+    return run_files(args.files)
 
 
 def _cmd_store_stats(args: argparse.Namespace) -> int:
@@ -169,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="estate-gateway",
                                 description="Estate edge gateway / 小区边缘网关")
     p.add_argument("--log-level", default=os.environ.get("ESTATE_LOG_LEVEL", "info"))
+    p.add_argument("--log-format", choices=["text", "json"],
+                   default=os.environ.get("ESTATE_LOG_FORMAT", "text"),
+                   help="json: one object per line, for journald and log shippers")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the gateway / 运行网关")
@@ -189,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after this many seconds and print a summary")
     demo.add_argument("--speed", type=float, default=1.0, help="simulation steps per second")
     demo.set_defaults(fn=_cmd_demo)
+
+    rules = sub.add_parser("rules", help="rule tools / 规则工具")
+    rsub = rules.add_subparsers(dest="action", required=True)
+    rtest = rsub.add_parser("test", help="run rule unit tests written in YAML / 运行规则测试")
+    rtest.add_argument("files", nargs="+")
+    rtest.set_defaults(fn=_cmd_rules_test)
 
     sim = sub.add_parser("simulate", help="drive a real broker with simulated devices")
     sim.add_argument("--host", default="127.0.0.1")
@@ -225,12 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "user":
             add.add_argument("--password-env", help="read the password from this variable")
         add.set_defaults(fn=_cmd_user_add if name == "user" else _cmd_token_add)
+        if name == "user":
+            lst = gsub.add_parser("list", help="users and their roles / 用户列表")
+            lst.set_defaults(fn=_cmd_user_list)
+            for act in ("disable", "enable"):
+                one = gsub.add_parser(act, help=f"{act} a user / "
+                                      f"{'停用' if act == 'disable' else '启用'}用户")
+                one.add_argument("name")
+                one.set_defaults(fn=_cmd_user_disable)
+            for sp in (lst, *(gsub.choices[a] for a in ("disable", "enable"))):
+                sp.add_argument("--config", "-c", default="/etc/estate-gateway/gateway.yaml")
+                sp.add_argument("--data-dir")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_format)
     return int(args.fn(args))
 
 

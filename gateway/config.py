@@ -21,10 +21,19 @@ from drivers.modbus.config import cross_check as modbus_cross_check
 from drivers.modbus.mapfile import MapError, load_maps
 from drivers.profiles import load_profiles, profile_key
 from gateway.errors import ConfigError
+from gateway.policy import AuthConfig, CommandsConfig, WatchdogConfig
 from gateway.types import Device, DeviceKind, Location
 from gateway.vocabulary import EVENTS, METRICS
 from gateway.yamlsource import SourceMap, YamlSourceError, load_with_lines
-from rules.config import EventCondition, RuleConfig, ThresholdCondition
+from rules.config import (
+    AbsenceCondition,
+    AlarmHandlingConfig,
+    CountCondition,
+    EventCondition,
+    RuleConfig,
+    ScheduleCondition,
+    iter_leaves,
+)
 
 __all__ = [
     "ApiConfig",
@@ -162,6 +171,8 @@ class ApiConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    cors_allow_origins: list[str] = Field(default_factory=list)  # closed unless listed
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
 class ConsoleConfig(_Strict):
@@ -212,9 +223,12 @@ class GatewayConfig(_Strict):
     include: list[str] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    alarms: AlarmHandlingConfig = Field(default_factory=AlarmHandlingConfig)
     modbus_buses: list[ModbusBusConfig] = Field(default_factory=list)
     modbus_map_dirs: list[str] = Field(default_factory=list)  # relative to this file
     profile_dirs: list[str] = Field(default_factory=list)  # MQTT payload profiles, likewise
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
 
     def device_list(self) -> list[Device]:
         return [d.to_device() for d in self.devices]
@@ -380,6 +394,7 @@ def _cross_check(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
                              " / 设备编号重复"))
         else:
             seen[dev.id] = i
+    problems.extend(_check_commands(cfg))
     rule_seen: dict[str, int] = {}
     kinds_by_id = {d.id: d.kind for d in cfg.devices}
     for i, rule in enumerate(cfg.rules):
@@ -398,26 +413,73 @@ def _cross_check(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
         kinds = ({rule.select.kind} if rule.select.kind else
                  {kinds_by_id[d] for d in rule.select.devices or [] if d in kinds_by_id}
                  or set(DeviceKind))
-        cond = rule.when
-        if isinstance(cond, ThresholdCondition):
-            known = sorted({m for k in kinds for m in METRICS[k]})
-            if cond.metric not in known:
-                guess = difflib.get_close_matches(cond.metric, known, n=1)
-                hint = f" (did you mean '{guess[0]}'?)" if guess else ""
-                problems.append((("rules", i, "when", "metric"),
-                                 f"unknown metric {cond.metric!r} for {'/'.join(sorted(kinds))}"
-                                 f"{hint} / 未知指标"))
-        elif isinstance(cond, EventCondition):
-            for field_name, name in (("event", cond.event), ("clear_event", cond.clear_event)):
-                if name is None:
-                    continue
-                known = sorted({e for k in kinds for e in EVENTS[k]})
-                if name not in known:
-                    guess = difflib.get_close_matches(name, known, n=1)
-                    hint = f" (did you mean '{guess[0]}'?)" if guess else ""
-                    problems.append((("rules", i, "when", field_name),
-                                     f"unknown event {name!r} for {'/'.join(sorted(kinds))}"
-                                     f"{hint} / 未知事件"))
+        problems.extend(_check_rule_names(i, rule, kinds, {r.id for r in cfg.rules}))
+    return problems
+
+
+def _leaf_loc(path: str) -> tuple[str | int, ...]:
+    """Condition tree path ``0.1.0`` → config location ``when.conditions[1].conditions[0]``."""
+    loc: list[str | int] = ["when"]
+    for part in path.split(".")[1:]:
+        loc += ["conditions", int(part)]
+    return tuple(loc)
+
+
+def _check_rule_names(i: int, rule: RuleConfig, kinds: set[DeviceKind], rule_ids: set[str]
+                      ) -> list[tuple[tuple[str | int, ...], str]]:
+    """Metrics, events and rules a rule names must exist (in the vocabulary of its kinds)."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    metrics = sorted({m for k in kinds for m in METRICS[k]})
+    events = sorted({e for k in kinds for e in EVENTS[k]})
+    label = "/".join(sorted(kinds))
+
+    def check(loc: tuple[str | int, ...], name: str, known: list[str], what: str,
+              zh: str) -> None:
+        if name not in known:
+            guess = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+            problems.append((("rules", i, *loc), f"unknown {what} {name!r} for {label}{hint}"
+                                                 f" / {zh}"))
+
+    for path, leaf in iter_leaves(rule.when):
+        loc = _leaf_loc(path)
+        if isinstance(leaf, EventCondition | CountCondition):
+            check((*loc, "event"), leaf.event, events, "event", "未知事件")
+            clear = getattr(leaf, "clear_event", None)
+            if clear is not None:
+                check((*loc, "clear_event"), clear, events, "event", "未知事件")
+        elif isinstance(leaf, AbsenceCondition):
+            if leaf.metric is not None:
+                check((*loc, "metric"), leaf.metric, metrics, "metric", "未知指标")
+        elif not isinstance(leaf, ScheduleCondition):
+            check((*loc, "metric"), leaf.metric, metrics, "metric", "未知指标")
+    if rule.suppress_when is not None:
+        check(("suppress_when", "metric"), rule.suppress_when.metric, metrics, "metric",
+              "未知指标")
+    for j, inh in enumerate(rule.inhibited_by):
+        if inh.rule not in rule_ids:
+            guess = difflib.get_close_matches(inh.rule, sorted(rule_ids), n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+            problems.append((("rules", i, "inhibited_by", j, "rule"),
+                             f"unknown rule {inh.rule!r}{hint} / 规则不存在"))
+    return problems
+
+
+def _check_commands(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Command allow-lists must name configured devices; rule actions must be allowed."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    known = [d.id for d in cfg.devices]
+    for dev_id, dc in cfg.commands.devices.items():
+        if dev_id not in known:
+            guess = difflib.get_close_matches(dev_id, known, n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+            problems.append((("commands", "devices", dev_id),
+                             f"unknown device {dev_id!r}{hint} / 设备不存在"))
+        for j, action in enumerate(dc.rule_actions):
+            if action not in dc.actions:
+                problems.append((("commands", "devices", dev_id, "rule_actions", j),
+                                 f"rule action {action!r} is not in this device's actions "
+                                 f"{dc.actions} / 规则指令不在允许列表中"))
     return problems
 
 

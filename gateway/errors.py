@@ -8,13 +8,16 @@
     │   └── CommandRejected      a command was refused by the device or its driver
     ├── StoreError           the embedded store could not read or write
     ├── RuleError            a rule could not be evaluated
-    └── AuthError            a credential is missing, wrong or lacks the role
+    ├── AuthError            a credential is missing, wrong or lacks the role
+    └── CommandDenied        a device command was refused before reaching the driver
+                             (``reason``: unknown_device, not_allowed, rate_limited)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "CommandDenied",
     "CommandRejected",
     "ConfigError",
     "DecodeError",
@@ -73,3 +76,14 @@ class RuleError(GatewayError):
 
 class AuthError(GatewayError):
     pass
+
+
+class CommandDenied(GatewayError):
+    """Refused by the command gate; the driver never saw it. ``retry_after_s`` when limited."""
+
+    def __init__(self, device_id: str, reason: str, message: str, *,
+                 retry_after_s: float | None = None) -> None:
+        self.device_id = device_id
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{device_id}: {message}")

@@ -35,7 +35,8 @@ def alarm_dict(a: Alarm) -> dict[str, Any]:
         "condition_active": a.condition_active, "value": a.value, "latching": a.latching,
         "acked_by": a.acked_by, "acked_at": iso(a.acked_at),
         "shelved_until": iso(a.shelved_until), "shelved_by": a.shelved_by,
-        "shelve_reason": a.shelve_reason,
+        "shelve_reason": a.shelve_reason, "active_since": iso(a.active_since),
+        "escalation": a.escalation, "group": a.group, "suppressed_by": a.suppressed_by,
     }
 
 

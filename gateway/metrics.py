@@ -10,7 +10,12 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -98,8 +103,55 @@ class _RuntimeCollector(Collector):
                                 value=rt.state.last_seq)
         yield CounterMetricFamily("gateway_rule_evaluations", "Rule evaluations",
                                   value=rt.engine.evaluations)
+        yield from _operations(rt)
         for name, collect in rt.extra_metrics.items():
             yield from collect()
+
+
+def _operations(rt: Runtime) -> Iterable[Metric]:
+    """Queue depths, ingest latency, journal backlog, logins, commands, the watchdog."""
+    from gateway.watchdog import BUCKETS_S
+
+    if rt.mqtt is not None:
+        yield GaugeMetricFamily("gateway_mqtt_queue_depth",
+                                "Messages received from the broker, not yet in a batch",
+                                value=rt.mqtt.queued)
+    yield GaugeMetricFamily("gateway_dead_letter_queue_depth",
+                            "Rejected inputs waiting to be written to the dead-letter table",
+                            value=len(rt._dead))
+    for name, (counts, total) in sorted(rt.liveness.durations.items()):
+        cumulative, buckets = 0, []
+        for bound, n in zip([*map(str, BUCKETS_S), "+Inf"], counts, strict=True):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(f"gateway_{name}_batch_seconds",
+                                    f"Time one {name} batch spent in store writes and rules",
+                                    buckets=buckets, sum_value=total[0])
+    busy = rt.liveness.busy_for("ingest")
+    yield GaugeMetricFamily("gateway_ingest_busy_seconds",
+                            "Age of the batch being ingested now (0 when idle)",
+                            value=busy or 0.0)
+    from gateway.runtime import ALARM_TOPIC_CURSOR_KV
+
+    cursor = int(rt.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
+    backlog = GaugeMetricFamily("gateway_journal_backlog",
+                                "Journal rows a reader has not consumed yet", labels=["reader"])
+    backlog.add_metric(["alarm_topic"], max(0, rt.state.last_seq - cursor))
+    yield backlog
+    yield CounterMetricFamily("gateway_login_failures", "Failed logins",
+                              value=rt.login_limiter.failures)
+    yield CounterMetricFamily("gateway_login_lockouts",
+                              "Login lockouts started (per user name or client address)",
+                              value=rt.login_limiter.lockouts)
+    cmds = CounterMetricFamily("gateway_commands", "Device commands, by result",
+                               labels=["result"])
+    for result in ("ok", "failed", "denied", "rate_limited"):
+        cmds.add_metric([result], rt.commands.results[result])
+    yield cmds
+    if rt.watchdog is not None:
+        yield GaugeMetricFamily("gateway_watchdog_healthy",
+                                "1 while the watchdog finds every loop healthy",
+                                value=1 if rt.watchdog.healthy else 0)
 
 
 def render_metrics(runtime: Runtime) -> tuple[bytes, str]:

@@ -24,11 +24,15 @@ import orjson
 from drivers.mqtt.codec import MqttCodec
 from drivers.mqtt.driver import MqttDriver, MqttSettings
 from drivers.profiles import builtin_profiles
+from gateway.alarm_metrics import alarm_kpi_families
+from gateway.audit import AuditEntry, record
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
+from gateway.commands import CommandService
 from gateway.config import GatewayConfig
 from gateway.errors import DeviceUnavailable, StoreError
 from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
+from gateway.ratelimit import LoginLimiter
 from gateway.store.deadband import ReportByException, policies_from_config
 from gateway.store.retention import TelemetryPolicy
 from gateway.store.sqlite import TelemetryStore
@@ -43,14 +47,20 @@ from gateway.types import (
     Reading,
     Value,
 )
-from rules.alarms import AlarmBook, Change
-from rules.engine import Decision, RuleEngine
+from gateway.store.state import JournalDraft
+from rules.alarms import Change
+from rules.mute import Maintenance
+from rules.pipeline import AlarmPipeline, Outcome
+from gateway.watchdog import HealthCheck, Liveness, Notifier, Watchdog, watchdog_interval_s
 
 __all__ = ["DeviceState", "Runtime"]
 
 log = logging.getLogger(__name__)
 
-ENGINE_KV = "rules.engine.state"
+PIPELINE_KV = "rules.pipeline.state"
+RULE_INSTANCE_KV = "rules.i:"  # one kv row per (rule, device) with state
+NOTIFICATION_TYPE = "estate.alarm.notification"
+FLOOD_TYPE = "estate.alarm.flood"
 ALARM_TOPIC_CURSOR_KV = "alarm_topic.cursor"
 
 
@@ -94,10 +104,23 @@ class Runtime:
         self.influx: Any = None
         self.state = StateStore(self.data_dir / "state.db",
                                 dead_letter_max=config.store.retention.dead_letters)
-        self.engine = RuleEngine(config.rules, [s.device for s in self.devices.values()])
-        self.engine.restore(self.state.load_kv_sync(ENGINE_KV))
-        self.book = AlarmBook(self.state.load_alarms_sync())
-        self.auth = AuthStore(self.data_dir / "auth.db")
+        self.alarms = AlarmPipeline(
+            config.rules, [s.device for s in self.devices.values()],
+            self.state.load_alarms_sync(), handling=config.alarms,
+            timezone=config.site.timezone)
+        self.alarms.restore(self.state.load_kv_sync(PIPELINE_KV),
+                            self.state.load_kv_prefix_sync(RULE_INSTANCE_KV))
+        self.alarms.load_history(self.state.activations_since_sync(time.time() - 86_400))
+        for device_id in self.alarms.maintenance.devices:
+            if device_id in self.devices:
+                self.devices[device_id].maintenance = True
+        self.engine = self.alarms.engine
+        self.book = self.alarms.book
+        self.auth = AuthStore(self.data_dir / "auth.db",
+                              session_ttl_s=config.api.auth.session_ttl_s)
+        a = config.api.auth
+        self.login_limiter = LoginLimiter(self.clock, a.login_max_failures, a.login_window_s,
+                                          a.login_lockout_s)
         self._lock = asyncio.Lock()
         self._dead: list[DeadLetter] = []
         self.journal_signal = asyncio.Condition()
@@ -115,6 +138,14 @@ class Runtime:
         self.api_server: Any = None
         # name → callable yielding prometheus metric families (drivers, sinks add theirs)
         self.extra_metrics: dict[str, Any] = {}
+        self.extra_metrics["alarms"] = lambda: alarm_kpi_families(
+            self.alarms.kpis(self.clock.now()))
+        # security and operations (issue 9): the command path and the watchdog's view
+        self.liveness = Liveness(self.clock)
+        self.watchdog: Watchdog | None = None
+        self.commands = CommandService(config.commands,
+                                       {i: st.device for i, st in self.devices.items()},
+                                       self.command_drivers, self.apply, self.clock)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
@@ -173,35 +204,47 @@ class Runtime:
                 if known:
                     self.metrics.events_duplicate += len(known)
                     events = [e for e in events if e.event_id not in known]
-            decisions = self.engine.evaluate([*readings, *events, *statuses], now)
-            if events or decisions or self.engine.dirty:
-                tx = Transaction(events=events, journal=[event_draft(e) for e in events])
-                await self._commit_decisions(decisions, tx)
+            async with self._lock:
+                outcome = self.alarms.observe([*readings, *events, *statuses], now)
+                if events or outcome or self.alarms.dirty:
+                    tx = Transaction(events=events, journal=[event_draft(e) for e in events])
+                    await self._commit_outcome(outcome, tx)
         finally:
             if write is not None:
                 await write
         self.metrics.ingest_batches += 1
         self.metrics.ingest_seconds += time.perf_counter() - started
 
-    async def _commit_decisions(self, decisions: Sequence[Decision], tx: Transaction) -> None:
-        async with self._lock:
-            for d in decisions:
-                change = self.book.apply(d)
-                if change is not None:
-                    self._add_change(tx, change)
-                else:
-                    alarm = self.book.alarms.get(f"{d.rule_id}:{d.device_id}")
-                    if alarm is not None:
-                        tx.alarms.append(alarm)
-            if self.engine.dirty:
-                tx.kv[ENGINE_KV] = self.engine.snapshot()
-            await self._apply(tx)
+    async def _commit_outcome(self, outcome: Outcome, tx: Transaction,
+                              audit: AuditEntry | None = None) -> None:
+        """Write an alarm-pipeline step with its journal rows and state; hold ``_lock``."""
+        for change in outcome.changes:
+            self._add_change(tx, change)
+        if audit is not None:  # right after the change it records, in the same transaction
+            record(tx, audit)
+        tx.alarms.extend(outcome.touched)
+        for n in outcome.notifications:
+            tx.journal.append(JournalDraft(NOTIFICATION_TYPE, n.at, n.group, n.as_dict()))
+        for f in outcome.floods:
+            tx.journal.append(JournalDraft(FLOOD_TYPE, f.at, f.position, {
+                "position": f.position, "state": "start" if f.started else "end",
+                "activations": f.count}))
+            log.warning("alarm flood %s at position %s: %d activations / 报警泛滥", "started"
+                        if f.started else "ended", f.position, f.count)
+        if outcome or self.alarms.dirty:
+            tx.kv.update(self.alarms.persist(meta_key=PIPELINE_KV,
+                                             instance_prefix=RULE_INSTANCE_KV))
+        await self._apply(tx)
 
     def _add_change(self, tx: Transaction, change: Change) -> None:
         alarm, transition = change
         tx.alarms.append(alarm)
         tx.transitions.append(transition)
         tx.journal.append(alarm_draft(alarm, transition))
+
+    async def apply(self, tx: Transaction) -> list[JournalEntry]:
+        """Write one state transaction and wake the journal readers (for API modules)."""
+        return await self._apply(tx)
 
     async def _apply(self, tx: Transaction) -> list[JournalEntry]:
         entries = await self.state.apply(tx)
@@ -210,12 +253,19 @@ class Runtime:
                 self.journal_signal.notify_all()
         return entries
 
-    async def operator_change(self, change: Change) -> Alarm:
-        """Store an operator's action (already applied to the book) with its journal row."""
-        tx = Transaction()
-        self._add_change(tx, change)
-        await self._apply(tx)
+    async def operator_change(self, change: Change, audit: AuditEntry | None = None) -> Alarm:
+        """Store an operator's action (already applied to the book) with its journal row,
+        and its audit row in the same transaction."""
+        await self._commit_outcome(self.alarms.operator(change, self.clock.now()),
+                                   Transaction(), audit)
         return change[0]
+
+    async def set_maintenance(self, device_id: str, m: Maintenance | None) -> None:
+        """Put a device in (``m``) or out (``None``) of maintenance; re-mutes its alarms."""
+        async with self._lock:
+            outcome = self.alarms.set_maintenance(device_id, m, self.clock.now())
+            self.devices[device_id].maintenance = m is not None
+            await self._commit_outcome(outcome, Transaction())
 
     # -- background loops -------------------------------------------------------------
 
@@ -224,14 +274,12 @@ class Runtime:
         while True:
             now = self.clock.now()
             self.heartbeats["rules.ticker"] = self.clock.monotonic()
-            decisions = self.engine.tick(now)
             async with self._lock:
-                expired = self.book.expire_shelves(now)
-            if decisions or expired:
-                tx = Transaction()
-                for change in expired:
-                    self._add_change(tx, change)
-                await self._commit_decisions(decisions, tx)
+                outcome = self.alarms.tick(now)
+                if outcome or self.alarms.dirty:
+                    await self._commit_outcome(outcome, Transaction())
+                    for device_id, st in self.devices.items():
+                        st.maintenance = device_id in self.alarms.maintenance.devices
             if self._dead:
                 letters, self._dead = self._dead, []
                 try:
@@ -253,10 +301,15 @@ class Runtime:
                         await asyncio.wait_for(self.journal_signal.wait(), 1.0)
                 continue
             for entry in entries:
-                if entry.type == ALARM_TYPE:
+                # transitions on the alarm topic; grouped notifications and flood start/end
+                # on <alarm topic>/notifications (what a guard's phone or post screen shows)
+                topic = self.alarm_topic if entry.type == ALARM_TYPE else (
+                    f"{self.alarm_topic}/notifications"
+                    if entry.type in (NOTIFICATION_TYPE, FLOOD_TYPE) else None)
+                if topic is not None:
                     body = orjson.dumps(to_cloudevent(entry, self.site))
                     try:
-                        await self.mqtt.publish(self.alarm_topic, body, qos=1)
+                        await self.mqtt.publish(topic, body, qos=1)
                         self.metrics.alarms_published += 1
                     except DeviceUnavailable:
                         self.metrics.alarm_publish_failures += 1
@@ -292,7 +345,8 @@ class Runtime:
             tls_insecure=b.tls.insecure if b.tls else False, keepalive_s=b.keepalive_s,
             reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
             batch_max=self.config.store.batch_max)
-        self.mqtt = MqttDriver(settings, self.mqtt_codec, self.ingest, self.reject, self.clock)
+        sink = self.liveness.watch("ingest", self.ingest)  # the watchdog sees a stuck batch
+        self.mqtt = MqttDriver(settings, self.mqtt_codec, sink, self.reject, self.clock)
         return self.mqtt
 
     def build_modbus(self) -> list[Any]:
@@ -306,7 +360,8 @@ class Runtime:
 
         base = self.config_path.parent if self.config_path else Path.cwd()
         maps = load_maps([base / d for d in cfg.modbus_map_dirs])
-        self.modbus = build_drivers(cfg.modbus_buses, bound, maps, self.ingest)
+        self.modbus = build_drivers(cfg.modbus_buses, bound, maps,
+                                    self.liveness.watch("ingest", self.ingest))
         for drv in self.modbus:
             for device_id in drv.device_ids:
                 self.command_drivers[device_id] = drv
@@ -344,6 +399,9 @@ class Runtime:
     async def run(self, *, serve_api: bool = True) -> None:
         """Run until cancelled."""
         mqtt = self.build_mqtt(self.broker_port_override)
+        if not self.auth.has_admin():
+            log.warning("no admin user yet: create one with `estate-gateway user add NAME "
+                        "--role admin` / 尚无管理员账户")
         for device_id, st in self.devices.items():
             if st.device.transport == "mqtt":
                 self.command_drivers[device_id] = mqtt
@@ -363,6 +421,9 @@ class Runtime:
                                          devices={k: v.device for k, v in self.devices.items()},
                                          clock=self.clock)
                 tg.create_task(self.influx.run(), name="store.influx")
+            watchdog = self._watchdog()
+            if watchdog is not None:
+                tg.create_task(watchdog.run(self.ready), name="service.watchdog")
             if serve_api and self.config.api.enabled:
                 from gateway.api.server import serve
 
@@ -371,6 +432,15 @@ class Runtime:
             self.ready.set()
             log.info("gateway ready: site %s, %d devices, %d rules / 网关已就绪", self.site,
                      len(self.devices), len(self.engine.rules))
+
+    def _watchdog(self) -> Watchdog | None:
+        """systemd's notify/watchdog protocol, when the process runs under systemd."""
+        notifier = Notifier.from_env()
+        if not notifier.enabled:
+            return None
+        health = HealthCheck(self.clock, self.config.watchdog, self.liveness, self.heartbeats)
+        self.watchdog = Watchdog(notifier, health, self.clock, watchdog_interval_s())
+        return self.watchdog
 
     def close(self) -> None:
         self.telemetry.close()

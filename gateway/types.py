@@ -223,6 +223,11 @@ class Alarm:
     shelved_until: float | None = None
     shelved_by: str | None = None
     shelve_reason: str | None = None
+    active_since: float | None = None  # when this activation began (standing alarms)
+    annunciated_at: float | None = None  # last (re-)annunciation, for re-alarm
+    escalation: int = 0  # escalation steps taken since activation
+    group: str = "console"  # recipient group (escalation may change it)
+    suppressed_by: str | None = None  # why it is suppressed by design / inhibited
 
     def with_(self, **changes: Any) -> Alarm:
         return dataclasses.replace(self, **changes)

@@ -106,6 +106,17 @@ def load_file(path: Path) -> tuple[Any, dict[Loc, Origin]]:
 
 
 MERGED_LISTS = ("devices", "rules")
+PACK_PREFIX = "pack:"
+
+
+def include_path(base: Path, name: str) -> Path:
+    """An include relative to the including file, or a shipped rule pack (``pack:elevator``)."""
+    if name.startswith(PACK_PREFIX):
+        import importlib.resources
+
+        return Path(str(importlib.resources.files("rules").joinpath(
+            "packs", f"{name.removeprefix(PACK_PREFIX)}.yaml")))
+    return (base.parent / name) if not Path(name).is_absolute() else Path(name)
 
 
 def load_with_lines(path: Path) -> tuple[Any, SourceMap]:
@@ -120,7 +131,18 @@ def load_with_lines(path: Path) -> tuple[Any, SourceMap]:
     for index, name in enumerate(includes):
         if not isinstance(name, str):
             continue
-        inc_path = (path.parent / name) if not Path(name).is_absolute() else Path(name)
+        inc_path = include_path(path, name)
+        if name.startswith(PACK_PREFIX) and not inc_path.exists():
+            import difflib
+
+            packs = sorted(p.stem for p in inc_path.parent.glob("*.yaml"))
+            guess = difflib.get_close_matches(name.removeprefix(PACK_PREFIX), packs, n=1)
+            hint = f" (did you mean 'pack:{guess[0]}'?)" if guess else ""
+            origin = smap.origin(("include", index))
+            raise YamlSourceError(
+                f"{origin.file}:{origin.line}" if origin else str(path),
+                f"include[{index}]: unknown rule pack {name!r}{hint}; shipped packs: "
+                f"{', '.join(packs)} / 规则包不存在")
         try:
             inc_data, inc_lines = load_file(inc_path)
         except YamlSourceError as exc:

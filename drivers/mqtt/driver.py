@@ -93,6 +93,12 @@ class MqttDriver:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def queued(self) -> int:
+        """Messages received from the broker and not yet taken into a batch."""
+        client = self._client
+        return len(client.messages) if client is not None else 0
+
     def _tls(self) -> aiomqtt.TLSParameters | None:
         s = self.settings
         if not (s.ca_file or s.cert_file):

@@ -1,7 +1,9 @@
 """The HTTP API: health, login, alarms, devices and history, the event feed, /metrics.
 
-Every route but ``/healthz`` and ``/api/v1/login`` needs a bearer credential with the right
-role (``require``). The runtime reaches routes through the app's state, never a global.
+Every route but ``/healthz``, ``/api/v1/login`` and the API description (``/openapi.json``,
+``/docs``: read-only, no data) needs a bearer credential with the right role or permission
+(``require``, in ``gateway.api.deps``). CORS is closed unless ``api.cors_allow_origins``
+lists origins. The runtime reaches routes through the app's state, never a global.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.api import commands as commands_api
 from gateway.api import schemas
-from gateway.auth import Principal, Role, role_allows
-from gateway.errors import AuthError
+from gateway.api.alarm_routes import add_alarm_routes
+from gateway.api import security as security_api
+from gateway.api.deps import Cloud, EventsReader, Operator, Viewer, require
+from gateway.audit import AuditAction, AuditEntry
 from gateway.journal import iso, to_cloudevent
 from gateway.metrics import render_metrics
 from rules.alarms import AlarmActionError
@@ -24,59 +29,23 @@ from rules.alarms import AlarmActionError
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["create_app", "require"]
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-def require(role: Role) -> Any:
-    """A dependency: the caller's principal, if it holds ``role`` (401 / 403 otherwise)."""
-
-    def check(request: Request,
-              cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-              ) -> Principal:
-        if cred is None:
-            raise HTTPException(401, "credential required / 需要登录",
-                                headers={"WWW-Authenticate": "Bearer"})
-        try:
-            principal = _runtime(request).auth.authenticate(cred.credentials)
-        except AuthError as exc:
-            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-        if not role_allows(principal.role, role):
-            raise HTTPException(403, f"role {principal.role!r} may not do this; needs {role!r}"
-                                     " / 权限不足")
-        return principal
-
-    return Depends(check)
-
-
-Viewer = Annotated[Principal, require("viewer")]
-Operator = Annotated[Principal, require("operator")]
-Cloud = Annotated[Principal, require("cloud")]
+__all__ = ["Cloud", "Operator", "Viewer", "create_app", "require"]
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="Estate gateway API", version="1",
+    app = FastAPI(title="Estate gateway API", version="1", redoc_url=None,
                   description="Alarms, devices, history and the estate's event feed.")
     app.state.runtime = runtime
+    if runtime.config.api.cors_allow_origins:  # closed by default: no CORS headers at all
+        app.add_middleware(CORSMiddleware, allow_origins=runtime.config.api.cors_allow_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.include_router(security_api.router)  # login, users, audit
+    app.include_router(commands_api.router)  # device commands
 
     @app.get("/healthz", response_model=schemas.Health, tags=["ops"])
     async def healthz() -> dict[str, Any]:
         return runtime.health()
-
-    @app.post("/api/v1/login", response_model=schemas.LoginResult, tags=["auth"],
-              responses={401: {"model": schemas.Problem}})
-    async def login(body: schemas.LoginRequest) -> Any:
-        try:
-            token, who = await asyncio.to_thread(runtime.auth.login, body.username,
-                                                 body.password)
-        except AuthError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=401)
-        return schemas.LoginResult(token=token, user=who.name, role=who.role)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics(_: Viewer) -> Response:
@@ -84,7 +53,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(body, media_type=content_type)
 
     @app.get("/api/v1/alarms", response_model=list[schemas.AlarmOut], tags=["alarms"])
-    async def alarms(_: Viewer, state: str | None = None, include_normal: bool = False
+    async def alarms(_: Viewer, state: str | None = None, include_normal: bool = False,
+                     priority: Annotated[int | None, Query(ge=1, le=4)] = None,
+                     building: str | None = None, kind: str | None = None,
+                     rule: str | None = None, device: str | None = None
                      ) -> list[schemas.AlarmOut]:
         out = []
         for a in runtime.alarm_list():
@@ -92,7 +64,16 @@ def create_app(runtime: Runtime) -> FastAPI:
                 continue
             if not include_normal and state is None and a.state.value == "normal":
                 continue
-            out.append(schemas.alarm_out(a, runtime))
+            if priority is not None and int(a.priority) != priority:
+                continue
+            if (rule is not None and a.rule_id != rule) or (
+                    device is not None and a.device_id != device):
+                continue
+            row = schemas.alarm_out(a, runtime)
+            if (building is not None and row.building != building) or (
+                    kind is not None and row.device_kind != kind):
+                continue
+            out.append(row)
         return out
 
     @app.get("/api/v1/alarms/{alarm_id}", response_model=schemas.AlarmDetail, tags=["alarms"],
@@ -108,14 +89,21 @@ def create_app(runtime: Runtime) -> FastAPI:
                                                to_state=t.to_state.value, at=iso(t.at) or "",
                                                by=t.by, reason=t.reason) for t in transitions])
 
-    async def _act(alarm_id: str, fn: Any, *args: Any) -> schemas.AlarmOut:
+    async def _act(alarm_id: str, fn: Any, *args: Any, audit: tuple[AuditAction, str]
+                   ) -> schemas.AlarmOut:
+        action, who = audit
         async with runtime._lock:
             try:
                 change = fn(alarm_id, *args)
             except AlarmActionError as exc:
                 status = 404 if "does not exist" in str(exc) else 409
                 raise HTTPException(status, str(exc)) from None
-            alarm = await runtime.operator_change(change)
+            transition = change[1]
+            entry = AuditEntry.now(runtime.clock, actor=who, action=action, target=alarm_id,
+                                   detail={"from": transition.from_state.value,
+                                           "to": transition.to_state.value,
+                                           "reason": transition.reason})
+            alarm = await runtime.operator_change(change, entry)
         return schemas.alarm_out(alarm, runtime)
 
     conflict = {404: {"model": schemas.Problem}, 409: {"model": schemas.Problem}}
@@ -125,26 +113,27 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def acknowledge(alarm_id: str, who: Operator,
                           body: schemas.NoteIn | None = None) -> schemas.AlarmOut:
         return await _act(alarm_id, runtime.book.acknowledge, who.name, runtime.clock.now(),
-                          body.note if body else "")
+                          body.note if body else "", audit=("alarm.acknowledge", who.name))
 
     @app.post("/api/v1/alarms/{alarm_id}/reset", response_model=schemas.AlarmOut,
               tags=["alarms"], responses=conflict)
     async def reset(alarm_id: str, who: Operator,
                     body: schemas.NoteIn | None = None) -> schemas.AlarmOut:
         return await _act(alarm_id, runtime.book.reset, who.name, runtime.clock.now(),
-                          body.note if body else "")
+                          body.note if body else "", audit=("alarm.reset", who.name))
 
     @app.post("/api/v1/alarms/{alarm_id}/shelve", response_model=schemas.AlarmOut,
               tags=["alarms"], responses=conflict)
     async def shelve(alarm_id: str, who: Operator, body: schemas.ShelveIn) -> schemas.AlarmOut:
         now = runtime.clock.now()
         return await _act(alarm_id, runtime.book.shelve, who.name, now,
-                          now + body.minutes * 60, body.reason)
+                          now + body.minutes * 60, body.reason, audit=("alarm.shelve", who.name))
 
     @app.post("/api/v1/alarms/{alarm_id}/unshelve", response_model=schemas.AlarmOut,
               tags=["alarms"], responses=conflict)
     async def unshelve(alarm_id: str, who: Operator) -> schemas.AlarmOut:
-        return await _act(alarm_id, runtime.book.unshelve, who.name, runtime.clock.now())
+        return await _act(alarm_id, runtime.book.unshelve, who.name, runtime.clock.now(),
+                          audit=("alarm.unshelve", who.name))
 
     @app.get("/api/v1/devices", response_model=list[schemas.DeviceOut], tags=["devices"])
     async def devices(_: Viewer) -> list[schemas.DeviceOut]:
@@ -186,7 +175,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                                        avg=b.avg) for b in result.buckets])
 
     @app.get("/api/v1/events", response_model=schemas.EventPage, tags=["cloud"])
-    async def events(_: Cloud, after: Annotated[int, Query(ge=0)] = 0,
+    async def events(_: EventsReader, after: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> Any:
         oldest, newest = await asyncio.to_thread(runtime.state.journal_bounds_sync)
         if oldest and after < oldest - 1:
@@ -207,6 +196,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                                      payload=d.payload[:512].decode("utf-8", "replace"))
                 for d in letters]
 
+    add_alarm_routes(app, runtime)
     from gateway.api.console import install as install_console  # it imports `require`
     install_console(app, runtime)
     return app

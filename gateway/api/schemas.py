@@ -65,6 +65,10 @@ class AlarmOut(BaseModel):
     shelved_until: str | None
     shelved_by: str | None
     shelve_reason: str | None
+    active_since: str | None = None
+    escalation: int = 0
+    group: str = "console"
+    suppressed_by: str | None = None
 
 
 class TransitionOut(BaseModel):
@@ -132,16 +136,19 @@ class RejectionOut(BaseModel):
 
 def alarm_out(a: Alarm, runtime: Runtime) -> AlarmOut:
     st = runtime.devices.get(a.device_id)
+    building = st.device.location.building if st else (
+        a.device_id.removeprefix("building:") if a.device_id.startswith("building:") else None)
     return AlarmOut(
         alarm_id=a.alarm_id, rule_id=a.rule_id, device_id=a.device_id,
-        building=st.device.location.building if st else None,
+        building=building,
         device_kind=st.device.kind.value if st else None,
         state=a.state.value, priority=int(a.priority), message=a.message,
         first_raised_at=iso(a.first_raised_at) or "", last_raised_at=iso(a.last_raised_at) or "",
         updated_at=iso(a.updated_at) or "", count=a.count, condition_active=a.condition_active,
         value=a.value, latching=a.latching, acked_by=a.acked_by, acked_at=iso(a.acked_at),
         shelved_until=iso(a.shelved_until), shelved_by=a.shelved_by,
-        shelve_reason=a.shelve_reason)
+        shelve_reason=a.shelve_reason, active_since=iso(a.active_since),
+        escalation=a.escalation, group=a.group, suppressed_by=a.suppressed_by)
 
 
 def device_out(st: DeviceState, runtime: Runtime) -> DeviceOut:

@@ -26,7 +26,8 @@ async def serve(runtime: Runtime) -> None:
     api = runtime.config.api
     config = uvicorn.Config(create_app(runtime), host=api.host,
                             port=runtime.api_port_override or api.port,
-                            log_level="warning", access_log=False, lifespan="on")
+                            log_level="warning", access_log=False, lifespan="on",
+                            log_config=None)  # our root handler (text or JSON) formats it
     server = _Server(config)
     runtime.api_server = server
     task = asyncio.create_task(server.serve(), name="api.uvicorn")

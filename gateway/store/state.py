@@ -14,10 +14,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,7 +32,10 @@ from gateway.types import (
     Priority,
 )
 
-__all__ = ["DeadLetter", "JournalDraft", "StateStore", "Transaction"]
+if TYPE_CHECKING:
+    from gateway.audit import AuditEntry
+
+__all__ = ["Apply", "DeadLetter", "JournalDraft", "StateStore", "Transaction"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -87,6 +90,18 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    audit_id TEXT NOT NULL UNIQUE,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    client TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, id);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -94,6 +109,13 @@ ALARM_COLUMNS = (
     "alarm_id", "rule_id", "device_id", "state", "priority", "message", "first_raised_at",
     "last_raised_at", "updated_at", "count", "condition_active", "value", "latching",
     "acked_by", "acked_at", "shelved_until", "shelved_by", "shelve_reason",
+    "active_since", "annunciated_at", "escalation", "grp", "suppressed_by",
+)
+# columns added after the first release: (name, declaration) added by ALTER TABLE on open
+ALARM_COLUMNS_ADDED = (
+    ("active_since", "REAL"), ("annunciated_at", "REAL"),
+    ("escalation", "INTEGER NOT NULL DEFAULT 0"), ("grp", "TEXT NOT NULL DEFAULT 'console'"),
+    ("suppressed_by", "TEXT"),
 )
 
 
@@ -126,16 +148,23 @@ class Transaction:
     transitions: list[AlarmTransition] = field(default_factory=list)
     journal: list[JournalDraft] = field(default_factory=list)
     kv: dict[str, Any] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)  # gateway.audit.record adds these
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.alarms or self.transitions or self.journal or self.kv)
+        return bool(self.events or self.alarms or self.transitions or self.journal or self.kv
+                    or self.audit)
+
+
+Apply = Callable[[Transaction], Awaitable[list[JournalEntry]]]
+"""Writes one transaction (``StateStore.apply`` or ``Runtime.apply``)."""
 
 
 def _alarm_row(a: Alarm) -> tuple[Any, ...]:
     return (a.alarm_id, a.rule_id, a.device_id, a.state.value, int(a.priority), a.message,
             a.first_raised_at, a.last_raised_at, a.updated_at, a.count, int(a.condition_active),
             a.value, int(a.latching), a.acked_by, a.acked_at, a.shelved_until, a.shelved_by,
-            a.shelve_reason)
+            a.shelve_reason, a.active_since, a.annunciated_at, a.escalation, a.group,
+            a.suppressed_by)
 
 
 def alarm_from_row(row: Sequence[Any]) -> Alarm:
@@ -144,6 +173,7 @@ def alarm_from_row(row: Sequence[Any]) -> Alarm:
     d["priority"] = Priority(d["priority"])
     d["condition_active"] = bool(d["condition_active"])
     d["latching"] = bool(d["latching"])
+    d["group"] = d.pop("grp")
     return Alarm(**d)
 
 
@@ -162,6 +192,10 @@ class StateStore:
         try:
             conn = connect(self.path, synchronous="FULL")
             conn.executescript(SCHEMA)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(alarms)")}
+            for name, decl in ALARM_COLUMNS_ADDED:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE alarms ADD COLUMN {name} {decl}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open state store: {exc}") from exc
         return conn
@@ -217,6 +251,12 @@ class StateStore:
                 if row is not None:
                     out.append(JournalEntry(row[0], draft.event_id, draft.type, draft.time,
                                             draft.subject, draft.data))
+            if tx.audit:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO audit (audit_id, at, actor, action, target, outcome, "
+                    "client, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(a.audit_id, a.at, a.actor, a.action, a.target, a.outcome, a.client,
+                      orjson.dumps(dict(a.detail)).decode()) for a in tx.audit])
             for key, value in tx.kv.items():
                 conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
                              (key, orjson.dumps(value).decode()))
@@ -277,12 +317,28 @@ class StateStore:
         row = self._reader().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
+    def load_kv_prefix_sync(self, prefix: str) -> dict[str, Any]:
+        """Every kv entry whose key starts with ``prefix`` (prefix removed)."""
+        cur = self._reader().execute(
+            "SELECT key, value FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff"))
+        return {k[len(prefix):]: orjson.loads(v) for k, v in cur}
+
     def transitions_sync(self, alarm_id: str) -> list[AlarmTransition]:
         cur = self._reader().execute(
             "SELECT alarm_id, from_state, to_state, at, by, reason FROM alarm_transitions "
             "WHERE alarm_id = ? ORDER BY id", (alarm_id,))
         return [AlarmTransition(a, AlarmState(f), AlarmState(t), at, by, r)
                 for a, f, t, at, by, r in cur]
+
+    def activations_since_sync(self, since: float) -> list[tuple[str, float]]:
+        """(alarm id, time) of every activation (annunciated raise) since ``since``."""
+        cur = self._reader().execute(
+            "SELECT alarm_id, at FROM alarm_transitions WHERE at >= ? AND to_state = ? "
+            "AND from_state IN (?, ?, ?) ORDER BY id", (since, AlarmState.ACTIVE_UNACK.value,
+                                                         AlarmState.NORMAL.value,
+                                                         AlarmState.RTN_UNACK.value,
+                                                         AlarmState.LATCHED.value))
+        return [(a, at) for a, at in cur]
 
     def journal_sync(self, after: int, limit: int) -> list[JournalEntry]:
         cur = self._reader().execute(
@@ -312,8 +368,31 @@ class StateStore:
         return [Event(d, k, at, eid, orjson.loads(attrs), rcv)
                 for eid, d, k, at, rcv, attrs in cur]
 
+    def audit_sync(self, *, before: int | None = None, limit: int = 100,
+                   actor: str | None = None, action: str | None = None
+                   ) -> list[tuple[int, dict[str, Any]]]:
+        """Audit rows, newest first, as (id, entry dict); ``before`` pages backwards."""
+        where, args = [], []
+        if before is not None:
+            where.append("id < ?")
+            args.append(before)
+        if actor is not None:
+            where.append("actor = ?")
+            args.append(actor)
+        if action is not None:
+            where.append("action = ?")
+            args.append(action)
+        sql = ("SELECT id, audit_id, at, actor, action, target, outcome, client, detail "
+               "FROM audit" + (f" WHERE {' AND '.join(where)}" if where else "") +
+               " ORDER BY id DESC LIMIT ?")
+        cur = self._reader().execute(sql, (*args, limit))
+        return [(i, {"audit_id": aid, "at": at, "actor": who, "action": act, "target": tgt,
+                     "outcome": out, "client": cl, "detail": orjson.loads(det)})
+                for i, aid, at, who, act, tgt, out, cl, det in cur]
+
     def count_sync(self, table: str) -> int:
-        if table not in ("events", "alarms", "alarm_transitions", "journal", "dead_letters"):
+        if table not in ("events", "alarms", "alarm_transitions", "journal", "dead_letters",
+                         "audit"):
             raise ValueError(table)
         return int(self._reader().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 

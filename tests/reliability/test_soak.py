@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from drivers.simulators.mqtt_devices import make_simulator
 from drivers.simulators.publisher import SimPublisher
 from gateway.types import Device, DeviceKind, Location
 from tests.support.mqtt import wait_until
-from tests.support.servers import gateway, write_config
+from tests.support.servers import gateway, stored_points, write_config
 
 pytestmark = pytest.mark.broker
 
@@ -33,11 +32,6 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def _points(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM points").fetchone()[0])
 
 
 def _soak(tmp_path: Path, broker, seconds: float) -> None:
@@ -90,7 +84,8 @@ def _soak(tmp_path: Path, broker, seconds: float) -> None:
         finally:
             pub.flush(60)
             pub.close()
-        wait_until(lambda: _points(gw.data_dir / "telemetry.db") > 0, what="points stored")
+        wait_until(lambda: len(stored_points(gw.data_dir / "telemetry.db")) > 0,
+                   what="points stored")
         log = gw.log.read_text(errors="replace")
     half = max(1, len(samples) // 2)
     early = max(samples[:half]) if samples else 0

@@ -141,6 +141,11 @@ class GatewayProcess:
         return httpx.post(f"{self.url}{path}", headers=headers, json=json, timeout=10)
 
 
+    def put(self, path: str, json: object = None, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.put(f"{self.url}{path}", headers=headers, json=json, timeout=10)
+
+
 def write_config(path: Path, *, broker_port: int, data_dir: Path, devices: list[dict],
                  rules: list[dict], site: str = "test-site", extra: dict | None = None) -> Path:
     cfg = {"site": {"id": site}, "broker": {"host": "127.0.0.1", "port": broker_port,
@@ -165,9 +170,15 @@ def gateway(tmp: Path, config: Path) -> Iterator[GatewayProcess]:
 
 
 def stored_points(db: Path) -> set[tuple[str, int]]:
-    """(device id, device time in ms) of every reading in a telemetry database."""
+    """(device id, device time in ms) of every reading in a telemetry database: the recent
+    ``points_head`` and the compacted ``points``. Raises if a reading is in both (stored twice)."""
     import sqlite3
 
     with sqlite3.connect(db) as conn:
-        return set(conn.execute(
-            "SELECT s.device_id, p.ts_ms FROM points p JOIN series s ON s.id = p.series_id"))
+        rows = list(conn.execute(
+            "SELECT s.device_id, p.ts_ms FROM points p JOIN series s ON s.id = p.series_id "
+            "UNION ALL SELECT s.device_id, h.ts_ms FROM points_head h "
+            "JOIN series s ON s.id = h.series_id"))
+    if len(rows) != len(set(rows)):
+        raise AssertionError(f"{len(rows) - len(set(rows))} readings stored twice")
+    return set(rows)
