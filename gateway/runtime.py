@@ -210,22 +210,30 @@ class Runtime:
         self.metrics.observations["reading"] += len(readings)
         self.metrics.observations["event"] += len(events)
         self.metrics.observations["status"] += len(statuses)
-        if readings:
-            # rules see every reading; report-by-exception only thins what is written
-            stored = self.rbe.filter(readings) if self.rbe.policies else readings
-            if stored:
-                await self.telemetry.write(stored)
-        if events:
-            known = await self.state.known_event_ids(e.event_id for e in events)
-            if known:
-                self.metrics.events_duplicate += len(known)
-                events = [e for e in events if e.event_id not in known]
-        async with self._lock:
-            now = await self._rules_now()  # after the writes above, and on a checked scale
-            outcome = self.alarms.observe([*readings, *events, *statuses], now)
-            if events or outcome or self.alarms.dirty:
-                tx = Transaction(events=events, journal=[event_draft(e) for e in events])
-                await self._commit_outcome(outcome, tx)
+        # The readings are written on the store's thread while the rules run and their
+        # alarms are committed (the state store's own thread): an alarm no longer waits
+        # for the batch's telemetry write. Both are done before this returns (and the
+        # driver acks); if the write fails the batch is redelivered and re-evaluated, and
+        # a threshold already raised is not raised twice.
+        # Rules see every reading; report-by-exception only thins what is written.
+        stored = (self.rbe.filter(readings) if self.rbe.policies else readings) \
+            if readings else readings
+        write = asyncio.ensure_future(self.telemetry.write(stored)) if stored else None
+        try:
+            if events:
+                known = await self.state.known_event_ids(e.event_id for e in events)
+                if known:
+                    self.metrics.events_duplicate += len(known)
+                    events = [e for e in events if e.event_id not in known]
+            async with self._lock:
+                now = await self._rules_now()  # under the lock, on a checked time scale
+                outcome = self.alarms.observe([*readings, *events, *statuses], now)
+                if events or outcome or self.alarms.dirty:
+                    tx = Transaction(events=events, journal=[event_draft(e) for e in events])
+                    await self._commit_outcome(outcome, tx)
+        finally:
+            if write is not None:
+                await write
         self.metrics.ingest_batches += 1
         self.metrics.ingest_seconds += time.perf_counter() - started
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,8 @@ CHANNELS = ("telemetry", "event", "status")
 OUTBOUND = ("command",)  # the gateway's own messages to devices: not input, not rejected
 MAX_FUTURE_SKEW_S = 300.0
 MAX_PAST_S = 400 * 86_400.0
+ROUTE_CACHE_MAX = 100_000
+_OUTBOUND = object()  # a route: the gateway's own outbound topic, neither input nor rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ def _dig(obj: Any, path: str) -> Any:
     if not path:
         return obj
     for part in path.split("."):
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):  # dict: skip the ABC check
             return None
         obj = obj.get(part)
     return obj
@@ -145,6 +148,14 @@ class MqttCodec:
         self.attribute_maps: dict[str, dict[str, AttributeMap]] = {
             k: p.events.attribute_maps() for k, p in used.items()}
         self.max_payload_bytes = max_payload_bytes
+        # topic → where its messages go (or why they are refused): the topic checks run
+        # once per topic instead of once per message; bounded against topic floods
+        self._routes: dict[str, tuple[Device, str] | Rejection | object] = {}
+        # body keys that are not metrics, per profile (the time field only when the values
+        # sit beside it)
+        self._skip = {k: frozenset({"id", *p.ignore_fields,
+                                    *(() if p.values_at else (p.timestamp_field,))})
+                      for k, p in used.items()}
 
     @property
     def subscription(self) -> str:
@@ -156,26 +167,17 @@ class MqttCodec:
             out.rejections.append(Rejection(
                 "oversize", f"{len(payload)} bytes > max_payload_bytes {self.max_payload_bytes}"))
             return out
-        parts = topic.split("/")
-        n = len(self.prefix_parts)
-        if len(parts) == n + 5 and parts[n + 4] in OUTBOUND:
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+            if len(self._routes) < ROUTE_CACHE_MAX:
+                self._routes[topic] = route
+        if isinstance(route, Rejection):
+            out.rejections.append(route)
             return out
-        if (len(parts) != n + 5 or tuple(parts[:n]) != self.prefix_parts
-                or parts[n] != self.site or parts[n + 4] not in CHANNELS):
-            out.rejections.append(Rejection(
-                "unknown_topic", f"expected {'/'.join(self.prefix_parts)}/{self.site}/"
-                "<building>/<kind>/<device>/telemetry|event|status"))
+        if route is _OUTBOUND:
             return out
-        building, kind, device_id, channel = parts[n + 1:n + 5]
-        device = self.devices.get(device_id)
-        if device is None or device_id not in self.profiles:
-            out.rejections.append(Rejection("unknown_device", f"no MQTT device {device_id!r}"))
-            return out
-        if kind != device.kind.value or building != device.location.building:
-            out.rejections.append(Rejection(
-                "topic_mismatch", f"device {device_id!r} is {device.kind.value} in "
-                f"{device.location.building}, topic says {kind} in {building}"))
-            return out
+        device, channel = route
         if channel == "status":
             return self._status(device, payload, now, out)
         try:
@@ -187,7 +189,7 @@ class MqttCodec:
             out.rejections.append(Rejection("not_an_object",
                                             f"payload is a JSON {type(body).__name__}"))
             return out
-        profile = self.profiles[device_id]
+        profile = self.profiles[device.id]
         try:
             at = _timestamp(_dig(body, profile.timestamp_field), profile.timestamp_unit,
                             profile.timestamp_zone)
@@ -204,6 +206,27 @@ class MqttCodec:
         else:
             self._event(device, profile, body, at, now, out)
         return out
+
+    def _route(self, topic: str) -> tuple[Device, str] | Rejection | object:
+        """Where a topic's messages go: (device, channel), a rejection, or ``_OUTBOUND``."""
+        parts = topic.split("/")
+        n = len(self.prefix_parts)
+        if len(parts) == n + 5 and parts[n + 4] in OUTBOUND:
+            return _OUTBOUND
+        if (len(parts) != n + 5 or tuple(parts[:n]) != self.prefix_parts
+                or parts[n] != self.site or parts[n + 4] not in CHANNELS):
+            return Rejection(
+                "unknown_topic", f"expected {'/'.join(self.prefix_parts)}/{self.site}/"
+                "<building>/<kind>/<device>/telemetry|event|status")
+        building, kind, device_id, channel = parts[n + 1:n + 5]
+        device = self.devices.get(device_id)
+        if device is None or device_id not in self.profiles:
+            return Rejection("unknown_device", f"no MQTT device {device_id!r}")
+        if kind != device.kind.value or building != device.location.building:
+            return Rejection(
+                "topic_mismatch", f"device {device_id!r} is {device.kind.value} in "
+                f"{device.location.building}, topic says {kind} in {building}")
+        return device, channel
 
     def _status(self, device: Device, payload: bytes, now: float, out: Decoded) -> Decoded:
         text = payload.decode("utf-8", "replace").strip().strip('"').lower()
@@ -226,14 +249,12 @@ class MqttCodec:
 
     def _telemetry(self, device: Device, profile: Profile, body: dict[str, Any], at: float,
                    now: float, out: Decoded) -> None:
-        values = _dig(body, profile.values_at)
-        if not isinstance(values, Mapping):
+        values = _dig(body, profile.values_at) if profile.values_at else body
+        if type(values) is not dict and not isinstance(values, Mapping):
             out.rejections.append(Rejection("no_values", f"no mapping at {profile.values_at!r}"))
             return
         metrics = METRICS[device.kind]
-        skip = {"id", *profile.ignore_fields}
-        if not profile.values_at:
-            skip.add(profile.timestamp_field)
+        skip = self._skip[profile.key]
         quality = Quality.UNCERTAIN if out.skew_corrected else Quality.GOOD
         field_maps = self.field_maps[profile.key]
         items = values.items() if field_maps is None else _flatten(values, "", skip, field_maps)
@@ -329,7 +350,7 @@ def _code(raw: Any) -> str:
     return str(raw)
 
 
-def _flatten(values: Mapping[str, Any], prefix: str, skip: set[str],
+def _flatten(values: Mapping[str, Any], prefix: str, skip: AbstractSet[str],
              fields: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
     """Nested vendor objects as dotted keys (``pump.run``), stopping at mapped fields."""
     for k, v in values.items():
