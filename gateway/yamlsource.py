@@ -63,14 +63,19 @@ def _build(node: yaml.Node, file: str, loc: Loc, out: dict[Loc, Origin]) -> Any:
     return _scalar(node)
 
 
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
 def _scalar(node: yaml.Node) -> Any:
-    constructor = yaml.SafeLoader("")
+    # one shared constructor: a scalar needs no state, and making a loader per value cost
+    # most of the start-up time of a 2,000-device config
     try:
-        return constructor.construct_object(node, deep=True)
+        return _CONSTRUCTOR.construct_object(node, deep=True)
     except ValueError:  # looks like a date (2026-13-01) but is none: the model says where
         return node.value
     finally:
-        constructor.dispose()
+        _CONSTRUCTOR.constructed_objects.clear()
+        _CONSTRUCTOR.recursive_objects.clear()
 
 
 def _compose(path: Path) -> yaml.Node | None:
@@ -81,7 +86,8 @@ def _compose(path: Path) -> yaml.Node | None:
     except UnicodeDecodeError as exc:
         raise YamlSourceError(str(path), "file is not UTF-8 text / 文件不是 UTF-8 文本") from exc
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        # libyaml's composer when present (Debian's and PyPI's PyYAML have it): same marks
+        return yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
