@@ -119,6 +119,8 @@ class StoreConfig(_Strict):
     # Budget of the telemetry database (raw points, rollups, influx outbox); None = no limit.
     max_bytes: int | None = Field(None, ge=1_048_576)
     on_full: Literal["prune_oldest", "drop_new"] = "prune_oldest"
+    # the store.full alarm is raised at this share of max_bytes, cleared 5 points below
+    fill_alarm_pct: float = Field(90.0, gt=0, le=100)
     report_by_exception: dict[str, ReportByExceptionConfig] = Field(default_factory=dict)
 
 

@@ -36,7 +36,7 @@ from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
 from gateway.ratelimit import LoginLimiter
 from gateway.outbox import Outbox
 from gateway.store.deadband import ReportByException, policies_from_config
-from gateway.store.retention import TelemetryPolicy
+from gateway.store.retention import FillWatch, TelemetryPolicy
 from gateway.upstream.bridge import UpstreamBridge
 from gateway.upstream.metrics import cloud_metrics
 from gateway.store.sqlite import TelemetryStore
@@ -49,6 +49,7 @@ from gateway.types import (
     Event,
     JournalEntry,
     Observation,
+    Priority,
     Reading,
     Value,
     WorkOrder,
@@ -56,6 +57,7 @@ from gateway.types import (
 )
 from gateway.store.state import JournalDraft
 from rules.alarms import Change
+from rules.engine import Decision
 from rules.mute import Maintenance
 from rules.pipeline import AlarmPipeline, Outcome
 from gateway.watchdog import HealthCheck, Liveness, Notifier, Watchdog, watchdog_interval_s
@@ -67,6 +69,7 @@ log = logging.getLogger(__name__)
 PIPELINE_KV = "rules.pipeline.state"
 RULE_INSTANCE_KV = "rules.i:"  # one kv row per (rule, device) with state
 NOTIFICATION_TYPE = "estate.alarm.notification"
+STORE_FULL_RULE = "store.full"
 FLOOD_TYPE = "estate.alarm.flood"
 ALARM_TOPIC_CURSOR_KV = "alarm_topic.cursor"
 
@@ -109,6 +112,8 @@ class Runtime:
                                         policy=TelemetryPolicy.from_config(config.store),
                                         outbox=self.influx_enabled)
         self.rbe = ReportByException(policies_from_config(config.store.report_by_exception))
+        self.store_fill = (FillWatch(config.store.max_bytes, config.store.fill_alarm_pct)
+                           if config.store.max_bytes else None)
         self.influx: Any = None
         self.state = StateStore(self.data_dir / "state.db",
                                 dead_letter_max=config.store.retention.dead_letters)
@@ -399,13 +404,42 @@ class Runtime:
 
     async def _maintenance(self) -> None:
         """Retention by age and the disk budget (telemetry only; alarms and journal never)."""
+        next_maintain = self.clock.monotonic() + 300
         while True:
-            await self.clock.sleep(300)
-            try:
-                report = await self.telemetry.maintain(self.clock.now())
-                log.debug("store maintenance: %s", report)
-            except StoreError as exc:
-                log.error("store maintenance failed: %s / 存储维护失败", exc)
+            await self.clock.sleep(10)
+            if self.clock.monotonic() >= next_maintain:
+                next_maintain = self.clock.monotonic() + 300
+                try:
+                    report = await self.telemetry.maintain(self.clock.now())
+                    log.debug("store maintenance: %s", report)
+                except StoreError as exc:
+                    log.error("store maintenance failed: %s / 存储维护失败", exc)
+            await self.check_store_fill()
+
+    async def check_store_fill(self) -> None:
+        """Raise ``store.full`` as the telemetry store nears ``store.max_bytes``; clear it
+        when pruning has made room. The policy (prune_oldest / drop_new) acts either way."""
+        if self.store_fill is None:
+            return
+        verdict = self.store_fill.check(self.telemetry.used_bytes)
+        if verdict is None:
+            return
+        action, pct = verdict
+        budget = self.store_fill.max_bytes
+        decision = Decision(
+            "raise" if action == "raise" else "clear", STORE_FULL_RULE, "gateway",
+            self.clock.now(), Priority.HIGH,
+            f"Telemetry store {pct:.0f}% of its {budget // 1_048_576} MiB budget: "
+            f"{self.config.store.on_full} is applied to readings; alarms and journal are "
+            f"kept / 遥测存储已用 {pct:.0f}%", latching=False, value=round(pct, 1))
+        if action == "raise":
+            log.warning("telemetry store at %.0f%% of store.max_bytes / 遥测存储将满", pct)
+        async with self._lock:
+            tx = Transaction()
+            change = self.book.apply(decision)
+            if change is not None:
+                self._add_change(tx, change)
+            await self._apply(tx)
 
     async def _journal_retention(self) -> None:
         """Prune the journal by age and size; raise or clear the buffer-filling alarm."""

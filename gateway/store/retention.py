@@ -212,3 +212,24 @@ def prune_for_space(conn: sqlite3.Connection, policy: TelemetryPolicy) -> Mainte
             used = used_bytes(conn)
     return MaintenanceReport(points_pruned_for_space=points, outbox_pruned_for_space=outbox,
                              rollups_pruned_for_space=rollups, used_bytes=used)
+
+
+@dataclass
+class FillWatch:
+    """When the telemetry store nears its budget: ``check`` says "raise" once at
+    ``alarm_pct`` of ``max_bytes`` and "clear" once it is 5 points below again (hysteresis,
+    so a store pruned to its low-water mark does not chatter)."""
+
+    max_bytes: int
+    alarm_pct: float
+    filling: bool = False
+
+    def check(self, used: int) -> tuple[str, float] | None:
+        pct = 100.0 * used / self.max_bytes
+        if not self.filling and pct >= self.alarm_pct:
+            self.filling = True
+            return "raise", pct
+        if self.filling and pct < self.alarm_pct - 5:
+            self.filling = False
+            return "clear", pct
+        return None
