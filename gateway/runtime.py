@@ -288,12 +288,21 @@ class Runtime:
                                    Transaction(), audit)
         return change[0]
 
-    async def set_maintenance(self, device_id: str, m: Maintenance | None) -> None:
-        """Put a device in (``m``) or out (``None``) of maintenance; re-mutes its alarms."""
+    async def set_maintenance(self, device_id: str, m: Maintenance | None,
+                              by: str = "system") -> None:
+        """Put a device in (``m``) or out (``None``) of maintenance; re-mutes its alarms.
+        The toggle is audited in the same transaction as the alarms it re-mutes."""
         async with self._lock:
-            outcome = self.alarms.set_maintenance(device_id, m, await self._rules_now())
+            now = await self._rules_now()
+            outcome = self.alarms.set_maintenance(device_id, m, now)
             self.devices[device_id].maintenance = m is not None
-            await self._commit_outcome(outcome, Transaction())
+            audit = AuditEntry(now, by, "device.maintenance", device_id, detail={
+                "maintenance": m is not None,
+                "reason": m.reason if m is not None else "",
+                "until": m.until if m is not None else None})
+            await self._commit_outcome(outcome, Transaction(), audit)
+
+
     # -- work orders ------------------------------------------------------------------
 
     async def tick_work_orders(self) -> None:

@@ -112,15 +112,15 @@ def add_alarm_routes(app: FastAPI, runtime: "Runtime") -> None:
         now = runtime.clock.now()
         m = Maintenance(device_id, who.name, now, body.reason,
                         now + body.minutes * 60 if body.minutes else None)
-        await runtime.set_maintenance(device_id, m)
+        await runtime.set_maintenance(device_id, m, who.name)
         return _maintenance_out(m)
 
     @app.delete("/api/v1/devices/{device_id}/maintenance", status_code=204, tags=["devices"],
                 responses={404: {"model": schemas.Problem}})
-    async def maintenance_off(device_id: str, _: engineer) -> None:
+    async def maintenance_off(device_id: str, who: engineer) -> None:
         if device_id not in runtime.alarms.maintenance.devices:
             raise HTTPException(404, f"device {device_id!r} is not in maintenance / 设备未在检修")
-        await runtime.set_maintenance(device_id, None)
+        await runtime.set_maintenance(device_id, None, who.name)
 
     @app.get("/api/v1/kpi/alarms", response_model=AlarmKpiOut, tags=["alarms"])
     async def alarm_kpis(_: viewer) -> dict[str, Any]:
