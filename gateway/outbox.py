@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from gateway.errors import StoreError
+from gateway.store.retention import FillWatch
 from gateway.store.state import StateStore, Transaction
 from gateway.types import Priority
 from gateway.upstream.config import JournalRetentionConfig
@@ -70,7 +71,7 @@ class Outbox:
         self.forced_total = 0
         self.pruned_total = 0
         self.entries = 0
-        self._filling = False
+        self._fill = FillWatch(self.config.max_entries, self.config.fill_alarm_pct)
 
     def register(self, name: str, tx: Transaction, seq: int = 0) -> None:
         """Make retention wait for ``name`` (the built-in pushers call this at start)."""
@@ -138,15 +139,14 @@ class Outbox:
 
     def fill_decision(self, now: float) -> Decision | None:
         """Raise ``journal.buffer_filling`` at ``fill_alarm_pct``; clear 5 points below."""
-        pct = 100.0 * self.entries / self.config.max_entries
-        if not self._filling and pct >= self.config.fill_alarm_pct:
-            self._filling = True
+        verdict = self._fill.check(self.entries)
+        if verdict is None:
+            return None
+        action, pct = verdict
+        if action == "raise":
             return Decision("raise", FILL_RULE, FILL_DEVICE, now, Priority.HIGH,
                             f"Event journal {pct:.0f}% full: the cloud link is not keeping up; "
                             f"oldest entries will be dropped at 100% / 事件缓冲区已用 {pct:.0f}%",
                             latching=False, value=round(pct, 1))
-        if self._filling and pct < self.config.fill_alarm_pct - 5:
-            self._filling = False
-            return Decision("clear", FILL_RULE, FILL_DEVICE, now, Priority.HIGH, "",
-                            latching=False, value=round(pct, 1))
-        return None
+        return Decision("clear", FILL_RULE, FILL_DEVICE, now, Priority.HIGH, "",
+                        latching=False, value=round(pct, 1))

@@ -263,6 +263,15 @@ class Runtime:
                                              instance_prefix=RULE_INSTANCE_KV))
         await self._apply(tx)
 
+    def _add_decisions(self, tx: Transaction, decisions: Sequence[Decision]) -> Transaction:
+        """System alarms decided outside the rule engine (SLA, journal or store filling):
+        apply each to the alarm book and add what changed to ``tx``; hold ``_lock``."""
+        for d in decisions:
+            change = self.book.apply(d)
+            if change is not None:
+                self._add_change(tx, change)
+        return tx
+
     def _add_change(self, tx: Transaction, change: Change) -> None:
         alarm, transition = change
         tx.alarms.append(alarm)
@@ -311,10 +320,7 @@ class Runtime:
             now = self.clock.now()
             tx = Transaction()
             decisions = self.work_orders.tick(now, list(self.book.alarms.values()), tx)
-            for d in decisions:
-                change = self.book.apply(d)
-                if change is not None:
-                    self._add_change(tx, change)
+            self._add_decisions(tx, decisions)
             await self._apply(tx)
 
     async def work_order_status(self, order_id: str, status: WorkOrderStatus, by: str,
@@ -324,10 +330,8 @@ class Runtime:
             now = self.clock.now()
             tx = Transaction()
             order = self.work_orders.set_status(order_id, status, by, note, tx, now)
-            for d in self.work_orders.tick(now, list(self.book.alarms.values()), tx):
-                change = self.book.apply(d)
-                if change is not None:
-                    self._add_change(tx, change)
+            self._add_decisions(tx, self.work_orders.tick(now, list(self.book.alarms.values()),
+                                                          tx))
             await self._apply(tx)
         return order
 
@@ -434,7 +438,7 @@ class Runtime:
         if verdict is None:
             return
         action, pct = verdict
-        budget = self.store_fill.max_bytes
+        budget = self.store_fill.capacity
         decision = Decision(
             "raise" if action == "raise" else "clear", STORE_FULL_RULE, "gateway",
             self.clock.now(), Priority.HIGH,
@@ -444,11 +448,7 @@ class Runtime:
         if action == "raise":
             log.warning("telemetry store at %.0f%% of store.max_bytes / 遥测存储将满", pct)
         async with self._lock:
-            tx = Transaction()
-            change = self.book.apply(decision)
-            if change is not None:
-                self._add_change(tx, change)
-            await self._apply(tx)
+            await self._apply(self._add_decisions(Transaction(), [decision]))
 
     async def _journal_retention(self) -> None:
         """Prune the journal by age and size; raise or clear the buffer-filling alarm."""
@@ -460,11 +460,7 @@ class Runtime:
             decision = self.outbox.fill_decision(self.clock.now())
             if decision is not None:
                 async with self._lock:
-                    tx = Transaction()
-                    change = self.book.apply(decision)
-                    if change is not None:
-                        self._add_change(tx, change)
-                    await self._apply(tx)
+                    await self._apply(self._add_decisions(Transaction(), [decision]))
             await self.clock.sleep(self.config.cloud.journal.prune_interval_s)
 
     def _cloud_tasks(self) -> dict[str, Any]:

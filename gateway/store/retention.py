@@ -216,16 +216,17 @@ def prune_for_space(conn: sqlite3.Connection, policy: TelemetryPolicy) -> Mainte
 
 @dataclass
 class FillWatch:
-    """When the telemetry store nears its budget: ``check`` says "raise" once at
-    ``alarm_pct`` of ``max_bytes`` and "clear" once it is 5 points below again (hysteresis,
-    so a store pruned to its low-water mark does not chatter)."""
+    """When a bounded store nears its capacity (the telemetry store's bytes, the journal's
+    entries): ``check`` says "raise" once at ``alarm_pct`` of ``capacity`` and "clear" once
+    it is 5 points below again (hysteresis, so a store pruned to its low-water mark does
+    not chatter)."""
 
-    max_bytes: int
+    capacity: int
     alarm_pct: float
     filling: bool = False
 
     def check(self, used: int) -> tuple[str, float] | None:
-        pct = 100.0 * used / self.max_bytes
+        pct = 100.0 * used / self.capacity
         if not self.filling and pct >= self.alarm_pct:
             self.filling = True
             return "raise", pct

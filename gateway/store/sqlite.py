@@ -342,20 +342,6 @@ class TelemetryStore:
         self._series = {(d, m): s for s, d, m in
                         self._conn.execute("SELECT id, device_id, metric FROM series")}
 
-    async def prune(self, older_than: float) -> int:
-        """Delete points older than ``older_than`` (epoch s), in chunks to keep locks short."""
-        return await self._writer.run(self._prune_sync, older_than)
-
-    def _prune_sync(self, older_than: float) -> int:
-        cutoff = round(older_than * 1000)
-        total = self._conn.execute("DELETE FROM points_head WHERE slot <= ? AND ts_ms < ?",
-                                   (cutoff // SLOT_MS, cutoff)).rowcount
-        for (sid,) in self._conn.execute("SELECT id FROM series").fetchall():
-            cur = self._conn.execute(
-                "DELETE FROM points WHERE series_id = ? AND ts_ms < ?", (sid, cutoff))
-            total += cur.rowcount
-        return total
-
     async def maintain(self, now: float) -> MaintenanceReport:
         """Apply retention by age, then the size budget; run it every few minutes.
 
