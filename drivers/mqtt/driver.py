@@ -37,7 +37,7 @@ import orjson
 from paho.mqtt.client import MQTT_ERR_SUCCESS as mqtt_success
 
 from drivers.base import Rejector, Sink
-from drivers.mqtt.codec import MqttCodec
+from drivers.mqtt.codec import Decoded, MqttCodec
 from drivers.mqtt.framing import PUBACK, PUBCOMP, PacketSplitter, Publish
 from gateway.clock import Clock
 from gateway.errors import CommandRejected, DeviceUnavailable
@@ -200,28 +200,34 @@ class MqttDriver:
 
     async def _handle(self, batch: list[Publish]) -> None:
         now = self.clock.now()
-        observations: list[Observation] = []
-        decode = self.codec.decode
+        # one accumulator for the batch: the codec appends every message's observations to
+        # one list (no per-message result objects); rejections are reported per message
+        out = Decoded()
+        rejections = out.rejections
+        decode_into = self.codec.decode_into
         handlers = self._handlers
+        skewed = 0
         for topic, payload, _ in batch:
             handler = handlers.get(topic)
             if handler is not None:
-                if observations:  # keep the order between a handler and earlier messages
-                    await self.sink(observations)
-                    observations = []
+                if out.observations:  # keep the order between a handler and earlier messages
+                    await self.sink(out.observations)
+                    out.observations = []
                 await handler(payload)
                 continue
-            decoded = decode(topic, payload, now)
-            observations.extend(decoded.observations)
-            if decoded.skew_corrected:
-                self.metrics.skew_corrected += 1
-            for rej in decoded.rejections:
-                self.reject(rej.reason, topic, payload, rej.detail)
+            decode_into(topic, payload, now, out)
+            if out.skew_corrected:
+                skewed += 1
+            if rejections:
+                for rej in rejections:
+                    self.reject(rej.reason, topic, payload, rej.detail)
+                rejections.clear()
+        self.metrics.skew_corrected += skewed
         self.metrics.messages_in += len(batch)
         self.metrics.batches += 1
         self.metrics.last_batch_size = len(batch)
-        if observations:
-            await self.sink(observations)
+        if out.observations:
+            await self.sink(out.observations)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1,
                       retain: bool = False) -> None:
