@@ -46,6 +46,7 @@ from gateway.types import Command, CommandResult, Observation
 __all__ = ["MqttDriver", "MqttSettings"]
 
 _GULP = 65536  # bytes asked of the socket per read
+_SINK_START_YIELDS = 2  # loop turns for a sink to hand its write to the store's thread
 
 log = logging.getLogger(__name__)
 
@@ -178,33 +179,103 @@ class MqttDriver:
             delay = min(delay * 2, self.settings.reconnect_max_s)
 
     async def _consume(self, client: aiomqtt.Client, tap: _PublishTap) -> None:
-        """Take what the tap has collected in batches: handle, store, then acknowledge."""
+        """Take what the tap has collected in batches: decode, store, then acknowledge.
+
+        Two batches are in hand at a time: while one is being stored (the sink: rules on
+        this thread, the telemetry write on the store's thread), the next is decoded, so
+        the codec's work overlaps the write instead of waiting for it. Sink calls still
+        run one after the other in receipt order, and a batch is acknowledged when its
+        sink call has returned, so acks stay in receipt order and after the store.
+        """
         inbox = tap.inbox  # filled by the tap in place; taken from here in place
         paho = client._client
         disconnected = client._disconnected  # aiomqtt's: done when the connection ends
         disconnected.add_done_callback(lambda _: tap.wake())
         loop = asyncio.get_running_loop()
         batch_max = self.settings.batch_max
-        while True:
-            while not inbox and not disconnected.done():
-                tap.waiter = loop.create_future()
-                await tap.waiter
-            if disconnected.done():
-                cause = None if disconnected.cancelled() else disconnected.exception()
-                raise aiomqtt.MqttError("Disconnected during message iteration") from cause
-            batch = inbox[:batch_max]
-            del inbox[:batch_max]
-            self.heartbeat = self.clock.monotonic()
-            await self._handle(batch)
-            _ack(paho, batch)
+        handlers = self._handlers
+        storing: asyncio.Task[None] | None = None  # the previous batch: sink, then ack
+        try:
+            while True:
+                if not inbox and storing is not None:
+                    await storing  # nothing to decode meanwhile; raises what the sink raised
+                    storing = None
+                while not inbox and not disconnected.done():
+                    tap.waiter = loop.create_future()
+                    await tap.waiter
+                if disconnected.done():
+                    cause = None if disconnected.cancelled() else disconnected.exception()
+                    raise aiomqtt.MqttError("Disconnected during message iteration") from cause
+                batch = inbox[:batch_max]
+                del inbox[:batch_max]
+                self.heartbeat = self.clock.monotonic()
+                if handlers and not handlers.keys().isdisjoint([m[0] for m in batch]):
+                    # a handler topic is awaited in order with the sink calls around it
+                    if storing is not None:
+                        await storing
+                        storing = None
+                    await self._handle(batch)
+                    _ack(paho, batch)
+                    continue
+                observations = self._decode(batch)
+                if storing is not None:
+                    await storing
+                storing = loop.create_task(self._store(paho, batch, observations),
+                                           name="driver[mqtt].store")
+                # Let the sink start before decoding the next batch: it hands the readings
+                # to the store's thread first (Runtime.ingest schedules the write and yields
+                # once for it), so the write runs while this thread decodes. Only the
+                # overlap depends on the count; order and acks do not.
+                for _ in range(_SINK_START_YIELDS):
+                    await asyncio.sleep(0)
+        finally:
+            if storing is not None and not storing.done():
+                # cancelled (shutdown) or failed while decoding: the batch being stored is
+                # cancelled like one in the sink was before, and redelivered unacked
+                storing.cancel()
+                await asyncio.wait({storing})
+                if not storing.cancelled() and storing.exception() is not None:
+                    log.error("mqtt: storing a batch failed while the driver stopped: %s",
+                              storing.exception())
 
-    async def _handle(self, batch: list[Publish]) -> None:
+    async def _store(self, paho: Any, batch: list[Publish],
+                     observations: list[Observation]) -> None:
+        if observations:
+            await self.sink(observations)
+        _ack(paho, batch)
+
+    def _decode(self, batch: list[Publish]) -> list[Observation]:
+        """A batch without handler topics, decoded into one list of observations."""
         now = self.clock.now()
         # one accumulator for the batch: the codec appends every message's observations to
         # one list (no per-message result objects); rejections are reported per message
         out = Decoded()
         rejections = out.rejections
         decode_into = self.codec.decode_into
+        skewed = 0
+        for topic, payload, _ in batch:
+            decode_into(topic, payload, now, out)
+            if out.skew_corrected:
+                skewed += 1
+            if rejections:
+                for rej in rejections:
+                    self.reject(rej.reason, topic, payload, rej.detail)
+                rejections.clear()
+        self._count(batch, skewed)
+        return out.observations
+
+    def _count(self, batch: list[Publish], skewed: int) -> None:
+        m = self.metrics
+        m.skew_corrected += skewed
+        m.messages_in += len(batch)
+        m.batches += 1
+        m.last_batch_size = len(batch)
+
+    async def _handle(self, batch: list[Publish]) -> None:
+        """A batch with handler topics: decoded and handed on in order, message by message."""
+        now = self.clock.now()
+        out = Decoded()
+        rejections = out.rejections
         handlers = self._handlers
         skewed = 0
         for topic, payload, _ in batch:
@@ -215,17 +286,14 @@ class MqttDriver:
                     out.observations = []
                 await handler(payload)
                 continue
-            decode_into(topic, payload, now, out)
+            self.codec.decode_into(topic, payload, now, out)
             if out.skew_corrected:
                 skewed += 1
             if rejections:
                 for rej in rejections:
                     self.reject(rej.reason, topic, payload, rej.detail)
                 rejections.clear()
-        self.metrics.skew_corrected += skewed
-        self.metrics.messages_in += len(batch)
-        self.metrics.batches += 1
-        self.metrics.last_batch_size = len(batch)
+        self._count(batch, skewed)
         if out.observations:
             await self.sink(out.observations)
 

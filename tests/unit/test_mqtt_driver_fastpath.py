@@ -260,3 +260,118 @@ def test_tap_over_tls_socket_splits_the_decrypted_stream(cert: tuple[Path, Path]
     assert tap.inbox[-1] == ("estate/s/B1/water_tank/t-2999/telemetry", b"v" * (2999 % 150),
                              puback(3000))
     assert for_paho == [(0xD0, b"")] * 6  # the PINGRESPs, through paho's own reader
+
+
+# -- the consumer: decode the next batch while the previous one is stored ------------------
+
+class RecordingPaho:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def _packet_queue(self, command: int, packet: bytes, mid: int, qos: int) -> None:
+        mids = [struct.unpack("!H", packet[i + 2:i + 4])[0] for i in range(0, len(packet), 4)]
+        self.log.append(f"ack {mids}")
+
+
+def make_driver(log: list[str], release: dict[int, asyncio.Event]) -> Any:
+    from drivers.mqtt.codec import MqttCodec
+    from drivers.mqtt.driver import MqttDriver, MqttSettings
+    from drivers.profiles import builtin_profiles
+    from gateway.clock import SystemClock
+    from gateway.types import Device, DeviceKind, Location
+
+    tank = Device("tank-1", DeviceKind.WATER_TANK, Location("B1"), "mqtt", "native")
+    codec = MqttCodec(prefix="estate", site="s", devices=[tank], profiles=builtin_profiles(),
+                      max_payload_bytes=65536)
+    decode_into = codec.decode_into
+
+    def traced_decode(topic: str, payload: bytes, now: float, out: Any) -> None:
+        log.append(f"decode {payload.decode()}")
+        decode_into(topic, payload, now, out)
+
+    codec.decode_into = traced_decode  # type: ignore[method-assign]
+    calls = 0
+
+    async def write(n: int) -> None:
+        log.append(f"write {n} handed to the store's thread")
+        await release[n].wait()
+
+    async def sink(batch: list[Any]) -> None:
+        """Shaped like Runtime.ingest: schedule the write, yield once, rules, await it."""
+        nonlocal calls
+        calls += 1
+        n = calls
+        log.append(f"sink {n} start")
+        task = asyncio.ensure_future(write(n))
+        await asyncio.sleep(0)
+        await task
+        log.append(f"sink {n} end")
+
+    return MqttDriver(MqttSettings("127.0.0.1", 1, "t", batch_max=2), codec, sink,
+                      lambda *a: None, SystemClock())
+
+
+async def test_consumer_decodes_the_next_batch_while_the_previous_is_stored_and_acks_in_order(
+) -> None:
+    log: list[str] = []
+    release = {n: asyncio.Event() for n in (1, 2, 3)}
+    driver = make_driver(log, release)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.on_socket_open = lambda c, u, s: None
+    tap = _PublishTap(client)
+    topic = "estate/s/B1/water_tank/tank-1/telemetry"
+    tap.inbox.extend((topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 7))
+
+    class FakeClient:
+        _client = RecordingPaho(log)
+        _disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    task = asyncio.create_task(driver._consume(FakeClient(), tap))  # type: ignore[arg-type]
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    await settle()
+    # batch 1 (messages 1, 2) is being written; batch 2 was decoded meanwhile, not stored
+    assert log == ['decode {"level_pct": 1}', 'decode {"level_pct": 2}', "sink 1 start",
+                   "write 1 handed to the store's thread", 'decode {"level_pct": 3}',
+                   'decode {"level_pct": 4}']
+    release[1].set()
+    await settle()
+    assert log[6:] == ["sink 1 end", "ack [1, 2]", "sink 2 start",
+                       "write 2 handed to the store's thread", 'decode {"level_pct": 5}',
+                       'decode {"level_pct": 6}']
+    release[2].set()
+    release[3].set()
+    await settle()
+    assert log[12:] == ["sink 2 end", "ack [3, 4]", "sink 3 start",
+                        "write 3 handed to the store's thread", "sink 3 end", "ack [5, 6]"]
+    FakeClient._disconnected.set_result(None)
+    with pytest.raises(aiomqtt.MqttError):
+        await task
+
+
+async def test_consumer_cancelled_while_storing_cancels_the_store_and_sends_no_ack() -> None:
+    log: list[str] = []
+    release = {n: asyncio.Event() for n in (1, 2)}
+    driver = make_driver(log, release)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.on_socket_open = lambda c, u, s: None
+    tap = _PublishTap(client)
+    tap.inbox.append(("estate/s/B1/water_tank/tank-1/telemetry", b'{"level_pct": 1}',
+                      puback(1)))
+
+    class FakeClient:
+        _client = RecordingPaho(log)
+        _disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    task = asyncio.create_task(driver._consume(FakeClient(), tap))  # type: ignore[arg-type]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert log[-1] == "write 1 handed to the store's thread"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not [line for line in log if line.startswith("ack")]
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "driver[mqtt].store"]
