@@ -204,6 +204,9 @@ class MqttDriver:
                     tap.waiter = loop.create_future()
                     await tap.waiter
                 if disconnected.done():
+                    if storing is not None:  # let the batch in the sink finish, as before
+                        await storing
+                        storing = None
                     cause = None if disconnected.cancelled() else disconnected.exception()
                     raise aiomqtt.MqttError("Disconnected during message iteration") from cause
                 batch = inbox[:batch_max]

@@ -375,3 +375,38 @@ async def test_consumer_cancelled_while_storing_cancels_the_store_and_sends_no_a
         await task
     assert not [line for line in log if line.startswith("ack")]
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "driver[mqtt].store"]
+
+
+async def test_consumer_lets_the_batches_in_hand_finish_when_the_connection_drops() -> None:
+    """As before the pipelining: a batch in the sink is stored (its acks go nowhere; the
+    broker redelivers and the store ignores the duplicates), not cancelled midway."""
+    log: list[str] = []
+    release = {n: asyncio.Event() for n in (1, 2)}
+    driver = make_driver(log, release)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.on_socket_open = lambda c, u, s: None
+    tap = _PublishTap(client)
+    topic = "estate/s/B1/water_tank/tank-1/telemetry"
+    tap.inbox.extend((topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 6))
+
+    class FakeClient:
+        _client = RecordingPaho(log)
+        _disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    task = asyncio.create_task(driver._consume(FakeClient(), tap))  # type: ignore[arg-type]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    FakeClient._disconnected.set_exception(ConnectionError("broker went away"))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not task.done()  # waits for the batch in the sink rather than cancelling it
+    release[1].set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not task.done()  # and for the batch it had already decoded
+    release[2].set()
+    with pytest.raises(aiomqtt.MqttError):
+        await task
+    assert log[-6:] == ["sink 1 end", "ack [1, 2]", "sink 2 start",
+                        "write 2 handed to the store's thread", "sink 2 end", "ack [3, 4]"]
+    assert 'decode {"level_pct": 5}' not in log  # redelivered on the next session
