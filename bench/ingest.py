@@ -249,6 +249,8 @@ def drain(consumer: Consumer, broker: h.Broker, device_list: list[dict[str, Any]
     expected = sum(r.points if consumer.unit == "points" else r.sent for r in loads)
     consumer.resume()
     cpu0 = h.cpu_s(consumer.pid)
+    threads0 = h.thread_cpu_s(consumer.pid)
+    machine0 = h.machine_busy_s()
     t0 = time.monotonic()
     got0 = consumer.count()
     got = got0
@@ -258,13 +260,23 @@ def drain(consumer: Consumer, broker: h.Broker, device_list: list[dict[str, Any]
         got = consumer.count()
     took = time.monotonic() - t0
     cpu = h.cpu_s(consumer.pid) - cpu0
+    threads = {k: v - threads0[k] for k, v in h.thread_cpu_s(consumer.pid).items()}
+    other = max(0.0, h.machine_busy_s() - machine0 - cpu)
     per = 3 if consumer.unit == "points" else 1
+    drained = max(1, (got - got0) / per)
     rate = (got - got0) / per / took
     out = {"messages": sum(r.sent for r in loads), "rate": round(rate),
-           "cpu_us_per_message": round(1e6 * cpu / max(1, (got - got0) / per), 1),
-           "cpu_pct": round(100 * cpu / took), "complete": got >= expected}
+           "cpu_us_per_message": round(1e6 * cpu / drained, 1),
+           # the event loop's thread against the rest (the store's writer thread, for the
+           # gateway): which one is the limit
+           "cpu_us_per_message_by_thread": {k: round(1e6 * v / drained, 1)
+                                            for k, v in threads.items()},
+           "cpu_pct": round(100 * cpu / took),
+           "other_processes_cpu_pct": round(100 * other / took), "complete": got >= expected}
+    by_thread = ", ".join(f"{k} {v}" for k, v in out["cpu_us_per_message_by_thread"].items())
     print(f"  {consumer.name:<24} backlog of {out['messages']:,} drained at {rate:,.0f} msg/s, "
-          f"{out['cpu_us_per_message']} us CPU/msg, {out['cpu_pct']}% of a core", flush=True)
+          f"{out['cpu_us_per_message']} us CPU/msg ({by_thread}), {out['cpu_pct']}% of a "
+          f"core; other processes {out['other_processes_cpu_pct']}%", flush=True)
     return out
 
 

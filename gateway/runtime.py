@@ -224,6 +224,11 @@ class Runtime:
         stored = (self.rbe.filter(readings) if self.rbe.policies else readings) \
             if readings else readings
         write = asyncio.ensure_future(self.telemetry.write(stored)) if stored else None
+        if write is not None:
+            # let the write task hand the batch to the store's thread now: without this
+            # yield it started only at ``await write`` below (when no alarm was committed),
+            # so the rules did not run while the readings were written after all
+            await asyncio.sleep(0)
         try:
             if events:
                 known = await self.state.known_event_ids(e.event_id for e in events)

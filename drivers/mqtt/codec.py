@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +50,10 @@ MAX_FUTURE_SKEW_S = 300.0
 MAX_PAST_S = 400 * 86_400.0
 ROUTE_CACHE_MAX = 100_000
 _OUTBOUND = object()  # a route: the gateway's own outbound topic, neither input nor rejected
+_NUMBER = (int, float)  # a tuple: isinstance with ``int | float`` is slower on 3.11
+_isfinite = math.isfinite
+_GOOD = Quality.GOOD  # enum member lookups cost a descriptor call on 3.11
+_UNCERTAIN = Quality.UNCERTAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +64,39 @@ class Rejection:
 
 @dataclass(slots=True)
 class Decoded:
+    """What messages decoded to. ``MqttCodec.decode_into`` appends to one of these, so a
+    driver can collect a whole batch's observations in one list; ``skew_corrected`` is
+    about the last message decoded."""
+
     observations: list[Observation] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     skew_corrected: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """A topic's device and channel, with what decoding its messages needs from the
+    device's profile, looked up once per topic instead of once per message."""
+
+    device: Device
+    channel: str
+    profile: Profile
+    metrics: Mapping[str, MetricSpec]
+    skip: frozenset[str]  # body keys that are not metrics
+    field_maps: dict[str, list[FieldMap]] | None  # None: body keys are metric names
+    attribute_maps: dict[str, AttributeMap]
+    timestamp_path: tuple[str, ...]  # () : the body itself (never a time: rejected)
+    values_path: tuple[str, ...]  # () : the values are the body itself
+
+
 def _dig(obj: Any, path: str) -> Any:
     if not path:
         return obj
-    for part in path.split("."):
+    return _dig_parts(obj, path.split("."))
+
+
+def _dig_parts(obj: Any, parts: Sequence[str]) -> Any:
+    for part in parts:
         if type(obj) is not dict and not isinstance(obj, Mapping):  # dict: skip the ABC check
             return None
         obj = obj.get(part)
@@ -80,7 +108,7 @@ def _timestamp(raw: Any, unit: str, zone: str | None = None) -> float | None:
         return None
     if isinstance(raw, bool):
         raise ValueError("a boolean is not a time")
-    if isinstance(raw, int | float):
+    if isinstance(raw, _NUMBER):
         ts = float(raw) / 1000.0 if unit == "ms" else float(raw)
         if not math.isfinite(ts):
             raise ValueError("not finite")
@@ -104,7 +132,23 @@ def _timestamp(raw: Any, unit: str, zone: str | None = None) -> float | None:
 
 def _coerce(spec: MetricSpec, raw: Any) -> Value:
     """The value as its metric's type; raises ValueError with the reason as first arg."""
-    if spec.kind == "bool":
+    kind = spec.kind
+    t = type(raw)
+    if (t is float or t is int) and (kind == "float" or kind == "int"):
+        # the common case first, without the checks a number cannot fail (bool is not int
+        # here: type(True) is bool)
+        value = float(raw)
+        if not _isfinite(value):
+            raise ValueError("non_finite", f"{raw!r}")
+        low, high = spec.low, spec.high
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError("out_of_range", f"{value:g} outside [{low:g}, {high:g}]")
+        if kind == "int":
+            if value != int(value):
+                raise ValueError("wrong_type", f"expected a whole number, found {raw!r}")
+            return int(value)
+        return value
+    if kind == "bool":
         if isinstance(raw, bool):
             return raw
         if raw in (0, 1):
@@ -118,7 +162,7 @@ def _coerce(spec: MetricSpec, raw: Any) -> Value:
         if spec.states and raw not in spec.states:
             raise ValueError("out_of_range", f"{raw[:40]!r} is not one of {spec.states}")
         return raw
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    if isinstance(raw, bool) or not isinstance(raw, _NUMBER):
         raise ValueError("wrong_type", f"expected a number, found {raw!r}"[:120])
     value = float(raw)
     if not math.isfinite(value):
@@ -163,52 +207,60 @@ class MqttCodec:
 
     def decode(self, topic: str, payload: bytes, now: float) -> Decoded:
         out = Decoded()
+        self.decode_into(topic, payload, now, out)
+        return out
+
+    def decode_into(self, topic: str, payload: bytes, now: float, out: Decoded) -> None:
+        """Decode one message, appending to ``out`` (sets ``out.skew_corrected`` for it)."""
+        out.skew_corrected = False
         if len(payload) > self.max_payload_bytes:
             out.rejections.append(Rejection(
                 "oversize", f"{len(payload)} bytes > max_payload_bytes {self.max_payload_bytes}"))
-            return out
+            return
         route = self._routes.get(topic)
         if route is None:
             route = self._route(topic)
             if len(self._routes) < ROUTE_CACHE_MAX:
                 self._routes[topic] = route
-        if isinstance(route, Rejection):
-            out.rejections.append(route)
-            return out
-        if route is _OUTBOUND:
-            return out
-        device, channel = route
+        if type(route) is not _Route:
+            if route is not _OUTBOUND:
+                out.rejections.append(route)  # type: ignore[arg-type]
+            return
+        channel = route.channel
         if channel == "status":
-            return self._status(device, payload, now, out)
+            self._status(route.device, payload, now, out)
+            return
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             out.rejections.append(Rejection("malformed_json", str(exc)[:120]))
-            return out
-        if not isinstance(body, dict):
+            return
+        if type(body) is not dict:  # orjson gives exactly dict for an object
             out.rejections.append(Rejection("not_an_object",
                                             f"payload is a JSON {type(body).__name__}"))
-            return out
-        profile = self.profiles[device.id]
-        try:
-            at = _timestamp(_dig(body, profile.timestamp_field), profile.timestamp_unit,
-                            profile.timestamp_zone)
-        except ValueError as exc:
-            out.rejections.append(Rejection("bad_timestamp", str(exc)))
-            return out
-        if at is None:
+            return
+        profile = route.profile
+        path = route.timestamp_path
+        raw_at = body.get(path[0]) if len(path) == 1 else _dig_parts(body, path)
+        if raw_at is None:
             at = now
-        elif at > now + MAX_FUTURE_SKEW_S or at < now - MAX_PAST_S:
-            at = now  # a device clock far off: keep the value, stamp it on arrival
-            out.skew_corrected = True
-        if channel == "telemetry":
-            self._telemetry(device, profile, body, at, now, out)
         else:
-            self._event(device, profile, body, at, now, out)
-        return out
+            try:
+                at = _timestamp(raw_at, profile.timestamp_unit, profile.timestamp_zone)
+            except ValueError as exc:
+                out.rejections.append(Rejection("bad_timestamp", str(exc)))
+                return
+            assert at is not None
+            if at > now + MAX_FUTURE_SKEW_S or at < now - MAX_PAST_S:
+                at = now  # a device clock far off: keep the value, stamp it on arrival
+                out.skew_corrected = True
+        if channel == "telemetry":
+            self._telemetry(route, body, at, now, out)
+        else:
+            self._event(route, body, at, now, out)
 
-    def _route(self, topic: str) -> tuple[Device, str] | Rejection | object:
-        """Where a topic's messages go: (device, channel), a rejection, or ``_OUTBOUND``."""
+    def _route(self, topic: str) -> _Route | Rejection | object:
+        """Where a topic's messages go: a ``_Route``, a rejection, or ``_OUTBOUND``."""
         parts = topic.split("/")
         n = len(self.prefix_parts)
         if len(parts) == n + 5 and parts[n + 4] in OUTBOUND:
@@ -226,67 +278,93 @@ class MqttCodec:
             return Rejection(
                 "topic_mismatch", f"device {device_id!r} is {device.kind.value} in "
                 f"{device.location.building}, topic says {kind} in {building}")
-        return device, channel
+        profile = self.profiles[device_id]
+        key = profile.key
+        return _Route(device, channel, profile, METRICS[device.kind], self._skip[key],
+                      self.field_maps[key], self.attribute_maps[key],
+                      tuple(profile.timestamp_field.split(".")) if profile.timestamp_field
+                      else (),
+                      tuple(profile.values_at.split(".")) if profile.values_at else ())
 
-    def _status(self, device: Device, payload: bytes, now: float, out: Decoded) -> Decoded:
+    def _status(self, device: Device, payload: bytes, now: float, out: Decoded) -> None:
         text = payload.decode("utf-8", "replace").strip().strip('"').lower()
         if text.startswith("{"):
             try:
                 body = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 out.rejections.append(Rejection("malformed_json", str(exc)[:120]))
-                return out
+                return
             online = body.get("online") if isinstance(body, dict) else None
         else:
             online = {"online": True, "offline": False, "1": True, "0": False}.get(text)
         if not isinstance(online, bool):
             out.rejections.append(Rejection("wrong_type",
                                             "status must be online/offline or {\"online\": bool}"))
-            return out
+            return
         out.observations.append(DeviceStatus(device.id, online, now,
                                              "device reported" if online else "device reported"))
-        return out
 
-    def _telemetry(self, device: Device, profile: Profile, body: dict[str, Any], at: float,
-                   now: float, out: Decoded) -> None:
-        values = _dig(body, profile.values_at) if profile.values_at else body
+    def _telemetry(self, route: _Route, body: dict[str, Any], at: float, now: float,
+                   out: Decoded) -> None:
+        values = _dig_parts(body, route.values_path) if route.values_path else body
         if type(values) is not dict and not isinstance(values, Mapping):
-            out.rejections.append(Rejection("no_values", f"no mapping at {profile.values_at!r}"))
+            out.rejections.append(Rejection("no_values",
+                                            f"no mapping at {route.profile.values_at!r}"))
             return
-        metrics = METRICS[device.kind]
-        skip = self._skip[profile.key]
-        quality = Quality.UNCERTAIN if out.skew_corrected else Quality.GOOD
-        field_maps = self.field_maps[profile.key]
-        items = values.items() if field_maps is None else _flatten(values, "", skip, field_maps)
-        for key, raw in items:
-            if key in skip:
-                continue
-            maps = [None] if field_maps is None else field_maps.get(key)
-            if maps is None:
-                out.rejections.append(Rejection("unknown_metric",
-                                                f"vendor field {key!r} is not mapped"[:120]))
-                continue
-            for fm in maps:
-                name = key if fm is None else fm.metric
-                spec = metrics.get(name)
+        device = route.device
+        device_id = device.id
+        metrics = route.metrics
+        skip = route.skip
+        quality = _UNCERTAIN if out.skew_corrected else _GOOD
+        field_maps = route.field_maps
+        observations, rejections = out.observations, out.rejections
+        n_obs, n_rej = len(observations), len(rejections)
+        append = observations.append
+        if field_maps is None:  # body keys are metric names: the common case, kept short
+            for key, raw in values.items():
+                if key in skip:
+                    continue
+                spec = metrics.get(key)
                 if spec is None:
-                    out.rejections.append(Rejection(
+                    rejections.append(Rejection(
                         "unknown_metric", f"{key!r} is not a {device.kind.value} metric"[:120]))
                     continue
                 try:
-                    value = _coerce(spec, raw if fm is None else _convert(fm, spec, raw))
+                    value = _coerce(spec, raw)
                 except ValueError as exc:
                     reason, detail = exc.args
-                    out.rejections.append(Rejection(reason, f"{name}: {detail}"))
+                    rejections.append(Rejection(reason, f"{key}: {detail}"))
                     continue
-                out.observations.append(Reading(device.id, name, value, at, spec.unit, quality,
-                                                now))
-        if not out.observations and not out.rejections:
-            out.rejections.append(Rejection("no_values", "telemetry carried no metric"))
+                append(Reading(device_id, key, value, at, spec.unit, quality, now))
+        else:
+            for key, raw in _flatten(values, "", skip, field_maps):
+                maps = field_maps.get(key)
+                if maps is None:
+                    rejections.append(Rejection("unknown_metric",
+                                                f"vendor field {key!r} is not mapped"[:120]))
+                    continue
+                for fm in maps:
+                    name = fm.metric
+                    spec = metrics.get(name)
+                    if spec is None:
+                        rejections.append(Rejection(
+                            "unknown_metric",
+                            f"{key!r} is not a {device.kind.value} metric"[:120]))
+                        continue
+                    try:
+                        value = _coerce(spec, _convert(fm, spec, raw))
+                    except ValueError as exc:
+                        reason, detail = exc.args
+                        rejections.append(Rejection(reason, f"{name}: {detail}"))
+                        continue
+                    append(Reading(device_id, name, value, at, spec.unit, quality, now))
+        if len(observations) == n_obs and len(rejections) == n_rej:
+            rejections.append(Rejection("no_values", "telemetry carried no metric"))
 
-    def _event(self, device: Device, profile: Profile, body: dict[str, Any], at: float,
-               now: float, out: Decoded) -> None:
-        em = profile.events
+    def _event(self, route: _Route, body: dict[str, Any], at: float, now: float,
+               out: Decoded) -> None:
+        device = route.device
+        em = route.profile.events
         names = self._event_names(device, em, body, out)
         if not names:
             return
@@ -297,7 +375,7 @@ class MqttCodec:
                 if isinstance(v, str | int | float | bool) and not (
                         isinstance(v, float) and not math.isfinite(v)):
                     attrs[str(k)] = v
-        for ours, am in self.attribute_maps[profile.key].items():
+        for ours, am in route.attribute_maps.items():
             v = _dig(body, am.path)
             if isinstance(v, str | int | float | bool):
                 attrs[ours] = am.map.get(_code(v), v) if am.map else v

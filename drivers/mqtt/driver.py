@@ -7,6 +7,13 @@ process dies is therefore redelivered by the broker; the store ignores the dupli
 its key. With the broker's ``max_inflight_messages`` raised (the shipped mosquitto.conf
 does), batches grow with the load, so acking late costs no throughput.
 
+Receive path: aiomqtt/paho keep the connection (CONNECT, SUBSCRIBE, keepalive, TLS, our
+own publishes), but PUBLISH packets never reach them. ``_PublishTap`` sits between paho and
+its socket, reads what has arrived in one gulp, takes the PUBLISH packets out
+(``drivers.mqtt.framing``) into the driver's inbox as (topic, payload, ack) tuples and lets
+paho read only the other packets. paho's per-message decoding, ``MQTTMessage``, callbacks
+and aiomqtt's ``Message`` and queue cost about two thirds of the event loop before.
+
 Reconnects use jittered exponential backoff from ``reconnect_min_s`` to ``reconnect_max_s``;
 an outage is logged once at ERROR and the recovery once at INFO.
 """
@@ -20,6 +27,7 @@ import random
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,14 +37,16 @@ import orjson
 from paho.mqtt.client import MQTT_ERR_SUCCESS as mqtt_success
 
 from drivers.base import Rejector, Sink
-from drivers.mqtt.codec import MqttCodec
+from drivers.mqtt.codec import Decoded, MqttCodec
+from drivers.mqtt.framing import PUBACK, PUBCOMP, PacketSplitter, Publish
 from gateway.clock import Clock
 from gateway.errors import CommandRejected, DeviceUnavailable
 from gateway.types import Command, CommandResult, Observation
 
 __all__ = ["MqttDriver", "MqttSettings"]
 
-_PUBACK = 0x40
+_GULP = 65536  # bytes asked of the socket per read
+_SINK_START_YIELDS = 2  # loop turns for a sink to hand its write to the store's thread
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,7 @@ class MqttDriver:
         self.clock = clock
         self.metrics = MqttMetrics()
         self._client: aiomqtt.Client | None = None
+        self._tap: _PublishTap | None = None
         self._connected = asyncio.Event()
         self._on_connection = on_connection
         # exact topic → handler, for the gateway's own inbound topics (work-order status);
@@ -102,8 +113,8 @@ class MqttDriver:
     @property
     def queued(self) -> int:
         """Messages received from the broker and not yet taken into a batch."""
-        client = self._client
-        return len(client.messages) if client is not None else 0
+        tap = self._tap
+        return len(tap.inbox) if tap is not None else 0
 
     def _tls(self) -> aiomqtt.TLSParameters | None:
         s = self.settings
@@ -114,23 +125,24 @@ class MqttDriver:
 
     def _client_for(self) -> aiomqtt.Client:
         s = self.settings
-        client = aiomqtt.Client(
+        # MQTT 3.1.1: the framing module parses its PUBLISH layout (v5 adds properties)
+        return aiomqtt.Client(
             s.host, s.port, identifier=s.client_id, username=s.username, password=s.password,
             clean_session=False, keepalive=s.keepalive_s, tls_params=self._tls(),
-            tls_insecure=s.tls_insecure if self._tls() else None, timeout=10)
-        # ack only what is stored: set before connecting, as the broker sends the session's
-        # backlog right after the CONNACK, before ``async with`` hands the client over
-        client._client.manual_ack_set(True)
-        return client
+            tls_insecure=s.tls_insecure if self._tls() else None, timeout=10,
+            protocol=aiomqtt.ProtocolVersion.V311)
 
     async def run(self) -> None:
         delay = self.settings.reconnect_min_s
         outage_logged = False
         while True:
             try:
-                async with self._client_for() as client:
-                    _buffer_reads(client._client)
-                    _skip_filtered_callbacks(client._client)
+                client = self._client_for()
+                client._client.manual_ack_set(True)  # ack only what is stored
+                # before connecting: the broker sends the session's queued messages right
+                # after CONNACK, so the tap must see the stream from its first byte
+                tap = self._tap = _PublishTap(client._client)
+                async with client:
                     await client.subscribe(self.codec.subscription, qos=1)
                     for topic in self._handlers:
                         await client.subscribe(topic, qos=1)
@@ -148,7 +160,7 @@ class MqttDriver:
                                  self.settings.port, self.settings.client_id)
                     outage_logged = False
                     delay = self.settings.reconnect_min_s
-                    await self._consume(client)
+                    await self._consume(client, tap)
             except aiomqtt.MqttError as exc:
                 if not outage_logged:
                     log.error("mqtt: broker %s:%d unreachable: %s; retrying with backoff "
@@ -162,50 +174,131 @@ class MqttDriver:
                 self._connected.clear()
                 self.metrics.connected = False
                 self._client = None
+                self._tap = None  # what it still holds is redelivered on the next session
             await self.clock.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
             delay = min(delay * 2, self.settings.reconnect_max_s)
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        messages = client.messages
-        queue = client._queue  # aiomqtt's incoming queue: drained directly, see below
-        paho = client._client
-        batch_max = self.settings.batch_max
-        while True:
-            batch = [await anext(messages)]
-            # What is already queued is taken without awaiting: ``anext`` costs a task and
-            # an ``asyncio.wait`` per message, a third of the driver's time under load.
-            for _ in range(min(queue.qsize(), batch_max - 1)):
-                batch.append(queue.get_nowait())
-            self.heartbeat = self.clock.monotonic()
-            await self._handle(batch)
-            _ack(paho, batch)
+    async def _consume(self, client: aiomqtt.Client, tap: _PublishTap) -> None:
+        """Take what the tap has collected in batches: decode, store, then acknowledge.
 
-    async def _handle(self, batch: list[aiomqtt.Message]) -> None:
-        now = self.clock.now()
-        observations: list[Observation] = []
-        decode = self.codec.decode
-        for msg in batch:
-            topic = msg.topic.value
-            payload = msg.payload if isinstance(msg.payload, bytes) else str(
-                msg.payload).encode()
-            handler = self._handlers.get(topic)
-            if handler is not None:
-                if observations:  # keep the order between a handler and earlier messages
-                    await self.sink(observations)
-                    observations = []
-                await handler(payload)
-                continue
-            decoded = decode(topic, payload, now)
-            observations.extend(decoded.observations)
-            if decoded.skew_corrected:
-                self.metrics.skew_corrected += 1
-            for rej in decoded.rejections:
-                self.reject(rej.reason, topic, payload, rej.detail)
-        self.metrics.messages_in += len(batch)
-        self.metrics.batches += 1
-        self.metrics.last_batch_size = len(batch)
+        Two batches are in hand at a time: while one is being stored (the sink: rules on
+        this thread, the telemetry write on the store's thread), the next is decoded, so
+        the codec's work overlaps the write instead of waiting for it. Sink calls still
+        run one after the other in receipt order, and a batch is acknowledged when its
+        sink call has returned, so acks stay in receipt order and after the store.
+        """
+        inbox = tap.inbox  # filled by the tap in place; taken from here in place
+        paho = client._client
+        disconnected = client._disconnected  # aiomqtt's: done when the connection ends
+        disconnected.add_done_callback(lambda _: tap.wake())
+        loop = asyncio.get_running_loop()
+        batch_max = self.settings.batch_max
+        handlers = self._handlers
+        storing: asyncio.Task[None] | None = None  # the previous batch: sink, then ack
+        try:
+            while True:
+                if not inbox and storing is not None:
+                    await storing  # nothing to decode meanwhile; raises what the sink raised
+                    storing = None
+                while not inbox and not disconnected.done():
+                    tap.waiter = loop.create_future()
+                    await tap.waiter
+                if disconnected.done():
+                    if storing is not None:  # let the batch in the sink finish, as before
+                        await storing
+                        storing = None
+                    cause = None if disconnected.cancelled() else disconnected.exception()
+                    raise aiomqtt.MqttError("Disconnected during message iteration") from cause
+                batch = inbox[:batch_max]
+                del inbox[:batch_max]
+                self.heartbeat = self.clock.monotonic()
+                if handlers and not handlers.keys().isdisjoint([m[0] for m in batch]):
+                    # a handler topic is awaited in order with the sink calls around it
+                    if storing is not None:
+                        await storing
+                        storing = None
+                    await self._handle(batch)
+                    _ack(paho, batch)
+                    continue
+                observations = self._decode(batch)
+                if storing is not None:
+                    await storing
+                storing = loop.create_task(self._store(paho, batch, observations),
+                                           name="driver[mqtt].store")
+                # Let the sink start before decoding the next batch: it hands the readings
+                # to the store's thread first (Runtime.ingest schedules the write and yields
+                # once for it), so the write runs while this thread decodes. Only the
+                # overlap depends on the count; order and acks do not.
+                for _ in range(_SINK_START_YIELDS):
+                    await asyncio.sleep(0)
+        finally:
+            if storing is not None and not storing.done():
+                # cancelled (shutdown) or failed while decoding: the batch being stored is
+                # cancelled like one in the sink was before, and redelivered unacked
+                storing.cancel()
+                await asyncio.wait({storing})
+                if not storing.cancelled() and storing.exception() is not None:
+                    log.error("mqtt: storing a batch failed while the driver stopped: %s",
+                              storing.exception())
+
+    async def _store(self, paho: Any, batch: list[Publish],
+                     observations: list[Observation]) -> None:
         if observations:
             await self.sink(observations)
+        _ack(paho, batch)
+
+    def _decode(self, batch: list[Publish]) -> list[Observation]:
+        """A batch without handler topics, decoded into one list of observations."""
+        now = self.clock.now()
+        # one accumulator for the batch: the codec appends every message's observations to
+        # one list (no per-message result objects); rejections are reported per message
+        out = Decoded()
+        rejections = out.rejections
+        decode_into = self.codec.decode_into
+        skewed = 0
+        for topic, payload, _ in batch:
+            decode_into(topic, payload, now, out)
+            if out.skew_corrected:
+                skewed += 1
+            if rejections:
+                for rej in rejections:
+                    self.reject(rej.reason, topic, payload, rej.detail)
+                rejections.clear()
+        self._count(batch, skewed)
+        return out.observations
+
+    def _count(self, batch: list[Publish], skewed: int) -> None:
+        m = self.metrics
+        m.skew_corrected += skewed
+        m.messages_in += len(batch)
+        m.batches += 1
+        m.last_batch_size = len(batch)
+
+    async def _handle(self, batch: list[Publish]) -> None:
+        """A batch with handler topics: decoded and handed on in order, message by message."""
+        now = self.clock.now()
+        out = Decoded()
+        rejections = out.rejections
+        handlers = self._handlers
+        skewed = 0
+        for topic, payload, _ in batch:
+            handler = handlers.get(topic)
+            if handler is not None:
+                if out.observations:  # keep the order between a handler and earlier messages
+                    await self.sink(out.observations)
+                    out.observations = []
+                await handler(payload)
+                continue
+            self.codec.decode_into(topic, payload, now, out)
+            if out.skew_corrected:
+                skewed += 1
+            if rejections:
+                for rej in rejections:
+                    self.reject(rej.reason, topic, payload, rej.detail)
+                rejections.clear()
+        self._count(batch, skewed)
+        if out.observations:
+            await self.sink(out.observations)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1,
                       retain: bool = False) -> None:
@@ -383,97 +476,113 @@ class _AckCounter:
         self.event.set()
 
 
-def _ack(paho: Any, batch: list[aiomqtt.Message]) -> None:
+def _ack(paho: Any, batch: list[Publish]) -> None:
     """Acknowledge a stored batch, in receipt order as MQTT requires, in one socket write.
 
-    ``paho.ack()`` per message queues one 4-byte packet, wakes the loop and registers the
-    socket for writing each time; one queued run of PUBACK packets (paho writes any
-    queued bytes as they are, and a run of PUBACKs is what paho would have written)
-    costs that once per batch.
+    Each message carries its own PUBACK (4 bytes, from the framing module; ``b""`` for QoS
+    0); one queued run of them (paho writes queued bytes as they are, and a run of PUBACKs
+    is what paho would have written) costs one write and one writer registration per
+    batch, where ``paho.ack()`` per message cost them per message.
     """
-    mids = [msg.mid for msg in batch if msg.qos == 1]  # subscribed at QoS 1: never 2
-    if not mids:
-        return
-    body = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
-    paho._packet_queue(_PUBACK, body, 0, 0)  # paho-mqtt 2.x; pinned through aiomqtt <3
+    acks = b"".join([msg[2] for msg in batch])
+    if acks:
+        paho._packet_queue(PUBACK, acks, 0, 0)  # paho-mqtt 2.x; pinned through aiomqtt <3
 
 
-class _ReadBuffer:
-    """paho's socket, read in 64 KiB gulps instead of one ``recv`` per header byte.
+class _PublishTap:
+    """paho's socket, with PUBLISH packets taken out before paho reads them.
 
-    paho reads a PUBLISH with three or four ``recv`` calls (command byte, length bytes,
-    body); under load those syscalls were a fifth of the event loop's time. This wrapper
-    serves paho's small reads from one large read. Bytes it holds are not visible to the
-    event loop's readiness check, so it reports them through ``pending()``, the hook
-    aiomqtt already polls (for TLS sockets) to keep reading until nothing is left. It
-    reads a new gulp only for a packet's first byte, never to finish a packet, so one
-    readiness callback handles about one gulp and then lets the driver's task run.
+    Installed on a fresh paho client before it connects (``on_socket_open``), so it sees
+    the stream from its first byte. When paho wants a byte and none is buffered for it,
+    the tap reads what has arrived (up to 64 KiB) and splits it: PUBLISH packets go to
+    ``inbox`` (and wake the driver's task), complete other packets are buffered for paho,
+    an unfinished packet waits for the next read. If nothing in a read is for paho, it
+    raises ``BlockingIOError``, which paho takes as "nothing more now"; ``b""`` reaches
+    paho only when the socket returned it (the broker closed). The TLS socket's
+    ``SSLWantReadError``/``SSLWantWriteError`` pass through to paho unchanged, as before.
+
+    Bytes held for paho are not visible to the event loop's readiness check, so
+    ``pending()`` reports them, with the TLS socket's own (the decrypted rest of a record,
+    paho issue #131): aiomqtt's reader keeps calling ``loop_read`` while it is non-zero.
+    One readiness callback reads about one gulp and then lets the driver's task run.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_paho", "_pos", "_sock", "_splitter", "inbox", "waiter")
 
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
+    def __init__(self, paho: Any) -> None:
+        self.inbox: list[Publish] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self._paho = paho
+        self._sock: Any = None
+        self._splitter = PacketSplitter()
         self._buf = b""
         self._pos = 0
+        opened = paho.on_socket_open  # aiomqtt's: registers the reader with the event loop
 
-    def recv(self, n: int) -> bytes:
-        buf, pos = self._buf, self._pos
-        if pos >= len(buf):
-            if n > 1:  # the rest of a packet: read just that, so the loop gets a turn
-                return self._sock.recv(n)  # BlockingIOError reaches paho as before
-            data = self._sock.recv(65536)  # a packet's first byte: take what has arrived
-            if len(data) <= 1:
-                return data
-            self._buf, self._pos = data, 1
-            return data[:1]
-        end = pos + n
-        if end <= len(buf):
-            self._pos = end
-            return buf[pos:end]
-        self._buf, self._pos = b"", 0
-        rest = buf[pos:]
-        try:
-            return rest + self._sock.recv(n - len(rest))
-        except BlockingIOError:
-            return rest
+        def on_socket_open(client: Any, userdata: Any, sock: Any) -> None:
+            self.attach(sock)
+            opened(client, userdata, sock)
 
-    def pending(self) -> int:
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
-        return len(self._buf) - self._pos + inner
+        paho.on_socket_open = on_socket_open
+        paho.on_message = self._on_paho_message
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def _buffer_reads(paho: Any) -> None:
-    sock = paho._sock  # paho-mqtt 2.x; pinned through aiomqtt <3
-    if sock is not None and not isinstance(sock, _ReadBuffer):
+    def attach(self, sock: Any) -> None:
+        """Stand in for ``sock`` as paho's socket (called in paho's connect, before CONNECT)."""
         # No Nagle: paho leaves it on, so an alarm published right after a batch's PUBACK
         # waited for the broker's delayed TCP ACK (~40 ms on Linux). Acks already go out
         # one write per batch, so small-segment coalescing buys nothing here.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        paho._sock = _ReadBuffer(sock)
+        self._sock = sock
+        self._splitter = PacketSplitter()
+        self._buf = b""
+        self._pos = 0
+        self._paho._sock = self  # paho-mqtt 2.x; pinned through aiomqtt <3
 
+    def recv(self, n: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            data = self._sock.recv(_GULP)  # BlockingIOError and SSL errors reach paho
+            if not data:
+                return data  # the broker closed the connection: paho sees it as before
+            inbox = self.inbox
+            had = len(inbox)
+            buf = self._splitter.feed(data, inbox)
+            # broker traffic, for paho's keepalive (it counts only the bytes it reads)
+            self._paho._last_bytes_received = time.monotonic()
+            if len(inbox) > had:
+                self.wake()
+            if not buf:
+                self._buf = b""
+                self._pos = 0
+                raise BlockingIOError  # every packet was a PUBLISH: nothing for paho
+            pos = 0
+            self._buf = buf
+        self._pos = pos + n  # the buffer holds whole packets: paho never asks past one
+        return buf[pos:pos + n]
 
-class _NoFilteredCallbacks:
-    """Stands in for paho's per-topic callback table, which this driver never fills.
+    def send(self, data: bytes) -> int:
+        return int(self._sock.send(data))
 
-    paho walks that table (``MQTTMatcher.iter_match``, a recursive generator over the
-    topic's levels) for every incoming message even when it is empty: a sixth of the
-    event loop's time under load. aiomqtt does not use per-topic callbacks either.
-    """
+    def pending(self) -> int:
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return max(0, len(self._buf) - self._pos) + inner
 
-    def iter_match(self, topic: str) -> tuple[()]:
-        return ()
+    def wake(self) -> None:
+        """Resume the driver's task if it waits for messages."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def __setitem__(self, key: str, value: object) -> None:
-        raise RuntimeError("the MQTT driver does not use per-topic callbacks")
+    def _on_paho_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        """A PUBLISH paho handled itself: QoS 2 (never sent to a QoS 1 subscription by a
+        conforming broker). Queued like the others; acked with PUBCOMP once stored."""
+        qos = msg.qos
+        ack = struct.pack("!BBH", PUBCOMP if qos == 2 else PUBACK, 2, msg.mid) if qos else b""
+        self.inbox.append((msg._topic.decode("utf-8", "replace"), bytes(msg.payload), ack))
+        self.wake()
 
-    def __delitem__(self, key: str) -> None:
-        raise KeyError(key)
-
-
-def _skip_filtered_callbacks(paho: Any) -> None:
-    paho._on_message_filtered = _NoFilteredCallbacks()  # paho-mqtt 2.x; a fresh client
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
