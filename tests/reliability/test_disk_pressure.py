@@ -32,8 +32,9 @@ GATES = [f"gate-{i}" for i in range(6)]
 METRICS = {"level_pct": (30, 90), "level_m": (0.5, 4), "inlet_pressure_mpa": (0.1, 0.3),
            "outlet_pressure_mpa": (0.3, 0.6), "vfd_frequency_hz": (30, 50),
            "turbidity_ntu": (0.1, 1), "free_chlorine_mgl": (0.1, 0.8), "ph": (6.5, 8.5)}
-HISTORY_S = 12 * 3600.0  # the load starts this far back in device time, so there are old
+HISTORY_S = 36 * 3600.0  # the load starts this far back in device time, so there are old
 STEP_S = 2.0  # hours to prune; 2 s of device time a message keeps one hour under the budget
+MAX_MESSAGES = 60_000  # device time stays in the past: every reading is a new (point, time)
 RULES = [
     {"id": "forced", "select": {"kind": "access_gate"}, "priority": "emergency", "latch": True,
      "when": {"type": "event", "event": "door.forced_open"}},
@@ -83,10 +84,10 @@ def test_store_full_applies_policy_and_keeps_alarms_and_journal(tmp_path: Path, 
         rng = random.Random(4)
         start = time.time() - HISTORY_S
         i = 0
-        while not stop.is_set():
+        while not stop.is_set() and i < MAX_MESSAGES:
             tank = TANKS[i % len(TANKS)]
-            # device time walks forward from twelve hours ago, hours faster than the clock
-            ts = min(time.time(), start + i * STEP_S)
+            # device time walks forward from 36 hours ago, hours faster than the clock
+            ts = start + i * STEP_S
             body = {"ts": ts} | {m: round(rng.uniform(lo, hi), 3) for m, (lo, hi) in METRICS.items()}
             pub.publish(f"estate/test-site/W/water_tank/{tank}/telemetry", orjson.dumps(body))
             sent["messages"] += 1
@@ -145,6 +146,7 @@ def test_store_full_applies_policy_and_keeps_alarms_and_journal(tmp_path: Path, 
     dropped = _metric(text, "gateway_store_points_dropped_full")
     written = _metric(text, "gateway_store_points_written")
     received = _metric(text, "gateway_observations", 'type="reading"')
+    duplicates = _metric(text, "gateway_store_duplicates")
     seqs = [e["seq"] for e in journal]
     full_rows = [e for e in journal if e["type"] == "estate.alarm.transition"
                  and e["data"]["alarm"]["rule_id"] == "store.full"]
@@ -155,10 +157,10 @@ def test_store_full_applies_policy_and_keeps_alarms_and_journal(tmp_path: Path, 
         [] if "low:tank-probe" in alarms else ["low:tank-probe"])
     missing_events = [eid for _, eid in probes if event_ids.count(eid) != 1]
     print(f"\n[{on_full}] injected: {sent['messages']} telemetry messages ({sent['readings']} "
-          f"readings, device time from 12 h ago towards now) into a {BUDGET // 1024} KiB budget, "
+          f"readings, device time from 36 h ago towards now) into a {BUDGET // 1024} KiB budget, "
           f"{len(probes)} forced-door events and 2 low-level readings while full; "
           f"survived: {received:.0f} readings received, {written:.0f} written, {pruned:.0f} "
-          f"of them pruned for space later, "
+          f"of them pruned for space later, {duplicates:.0f} duplicates, "
           f"{dropped:.0f} dropped (store at {100 * used / BUDGET:.0f} % of budget); store.full "
           f"raised {len(full_rows)}x (journal) / {len(full_published)}x (alarm topic); "
           f"{len(alarms)} alarms; journal seq {seqs[0]}..{seqs[-1]} ({len(seqs)} entries); "
@@ -169,6 +171,7 @@ def test_store_full_applies_policy_and_keeps_alarms_and_journal(tmp_path: Path, 
 
     # every reading is either written or counted as refused; prune_oldest lets the newest in
     assert received == readings_sent
+    assert duplicates == 0
     if on_full == "prune_oldest":
         assert pruned > 0 and dropped == 0 and written == received
     else:
