@@ -28,6 +28,7 @@ from tests.support.modbus_faults import Fault, FaultySlave
 
 TANK, LIFTS = "tank-1", ("lift-2", "lift-3")
 BREAKER = {"failures_to_offline": 2, "backoff_min_s": 0.1, "backoff_max_s": 0.4}
+INTERVAL_S = 0.5  # room for one timeout (0.2 s) and the lifts' own polls in every interval
 
 TCP_FAULTS: list[tuple[Fault, str]] = [
     ("wrong_tid", "bad_frame"), ("wrong_unit", "bad_frame"), ("wrong_function", "bad_frame"),
@@ -49,9 +50,9 @@ def _slave() -> FaultySlave:
 
 def _devices() -> list:
     return [modbus_device(TANK, DeviceKind.WATER_TANK, 1, shipped_map("water-tank-controller"),
-                          0.3)] + [
+                          INTERVAL_S)] + [
         modbus_device(lift, DeviceKind.ELEVATOR, int(lift[-1]), shipped_map("elevator-monitor"),
-                      0.3) for lift in LIFTS]
+                      INTERVAL_S) for lift in LIFTS]
 
 
 def _good_values(rec: Recorder, device_id: str) -> list[tuple[str, object]]:
@@ -73,11 +74,11 @@ async def _inject_each(driver: ModbusDriver, slave: FaultySlave, rec: Recorder,
         before = dict(driver.metrics()["failures"])
         slave.faults[1] = fault
         await rec.wait_for(lambda r, k=k: len(r.events("device.offline", TANK)) == k)
-        # the fault persists: the tank is probed again, the lifts keep being polled
+        # the fault persists: the tank is probed again, the lifts keep being polled (twice)
         polled = {lift: len(rec.good(lift, "floor")) for lift in LIFTS}
         probes = slave.sent[(fault, 1)]
         await rec.wait_for(lambda r, p=probes, f=fault: slave.sent[(f, 1)] >= p + 1 and all(
-            len(r.good(lift, "floor")) >= polled[lift] + 3 for lift in LIFTS))
+            len(r.good(lift, "floor")) >= polled[lift] + 2 for lift in LIFTS))
         slave.faults[1] = "ok"
         await rec.wait_for(lambda r, k=k: len(r.events("device.online", TANK)) == k)
         after = driver.metrics()["failures"]
@@ -122,7 +123,7 @@ async def test_tcp_garbage_answers_fail_cleanly_and_never_store_a_wrong_value(
     slave = _slave()
     port = await slave.start_tcp()
     bus = ModbusBusConfig.model_validate({"id": "tcp-gw", "transport": "tcp",
-                                          "host": "127.0.0.1", "port": port, "timeout_s": 0.15,
+                                          "host": "127.0.0.1", "port": port, "timeout_s": 0.2,
                                           "breaker": BREAKER})
     rec = Recorder()
     try:
@@ -163,7 +164,7 @@ async def test_rtu_garbage_answers_fail_cleanly_and_never_store_a_wrong_value(
     slave.start_serial(pty_pair[0])
     bus = ModbusBusConfig.model_validate({"id": "rs485-gw", "transport": "rtu",
                                           "serial_port": pty_pair[1], "baudrate": 115200,
-                                          "timeout_s": 0.15, "breaker": BREAKER})
+                                          "timeout_s": 0.2, "breaker": BREAKER})
     rec = Recorder()
     try:
         async with running(bus, _devices(), rec) as driver:
