@@ -114,10 +114,14 @@ class MqttDriver:
 
     def _client_for(self) -> aiomqtt.Client:
         s = self.settings
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             s.host, s.port, identifier=s.client_id, username=s.username, password=s.password,
             clean_session=False, keepalive=s.keepalive_s, tls_params=self._tls(),
             tls_insecure=s.tls_insecure if self._tls() else None, timeout=10)
+        # ack only what is stored: set before connecting, as the broker sends the session's
+        # backlog right after the CONNACK, before ``async with`` hands the client over
+        client._client.manual_ack_set(True)
+        return client
 
     async def run(self) -> None:
         delay = self.settings.reconnect_min_s
@@ -125,7 +129,6 @@ class MqttDriver:
         while True:
             try:
                 async with self._client_for() as client:
-                    client._client.manual_ack_set(True)  # ack only what is stored
                     _buffer_reads(client._client)
                     _skip_filtered_callbacks(client._client)
                     await client.subscribe(self.codec.subscription, qos=1)

@@ -37,11 +37,14 @@ class SimPublisher:
             raise ConnectionError(f"simulator could not connect to {host}:{port}")
         self.published = 0
 
-    def publish(self, topic: str, payload: bytes, *, wait: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, *, wait: bool = False
+                ) -> paho.MQTTMessageInfo:
+        """Hand one message to paho; its info says when the broker has acknowledged it."""
         info = self.client.publish(topic, payload, qos=self.qos)
         self.published += 1
         if wait:
             info.wait_for_publish(10)
+        return info
 
     def publish_sim(self, sims: Sequence[Simulator], now: float, rng: random.Random) -> int:
         n = 0
