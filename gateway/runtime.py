@@ -114,6 +114,7 @@ class Runtime:
         self.rbe = ReportByException(policies_from_config(config.store.report_by_exception))
         self.store_fill = (FillWatch(config.store.max_bytes, config.store.fill_alarm_pct)
                            if config.store.max_bytes else None)
+        self._store_acted = (0, 0)  # readings pruned for space, dropped as full, last look
         self.influx: Any = None
         self.state = StateStore(self.data_dir / "state.db",
                                 dead_letter_max=config.store.retention.dead_letters)
@@ -435,11 +436,20 @@ class Runtime:
             await self.check_store_fill()
 
     async def check_store_fill(self) -> None:
-        """Raise ``store.full`` as the telemetry store nears ``store.max_bytes``; clear it
-        when pruning has made room. The policy (prune_oldest / drop_new) acts either way."""
+        """Raise ``store.full`` as the telemetry store nears ``store.max_bytes``, or when the
+        policy (prune_oldest / drop_new) acted since the last look; clear it when there is
+        room again and the policy has stopped acting. The policy acts either way."""
         if self.store_fill is None:
             return
-        verdict = self.store_fill.check(self.telemetry.used_bytes)
+        used = self.telemetry.used_bytes
+        acted = (self.telemetry.points_pruned_for_space, self.telemetry.points_dropped_full)
+        if acted != self._store_acted:
+            # the policy acted since the last look, so the budget was reached: prune_oldest
+            # leaves the store at its low-water mark (90 %, as the default alarm level), and
+            # a look just after a prune would otherwise miss a store that is full
+            used = max(used, self.store_fill.capacity)
+            self._store_acted = acted
+        verdict = self.store_fill.check(used)
         if verdict is None:
             return
         action, pct = verdict

@@ -18,10 +18,17 @@ How one dead device is kept from stalling its bus:
 - pymodbus's own "close after N silent requests" is switched off (a dead device on a shared
   RS-485 line is not a dead line); instead, when every request of a whole round of the bus's
   devices timed out, the client is dropped and rebuilt, as it is after any connection loss
-  (a converter or device reboot), with capped exponential backoff between connects.
+  (a converter or device reboot), with capped exponential backoff between connects;
+- an answer that is not a usable frame (garbage, a bad CRC, a lying length, a frame for
+  another device or transaction, another function code, too few values) fails its poll as
+  ``bad_frame``: pymodbus would take some of these for silence, raise others out of the
+  transport's data callback, and accept a well-formed answer of the wrong function code
+  (the other table's values stored as this one's), so ``FrameWatch`` and ``call`` check
+  them here. When the byte stream's framing is unknown afterwards the client is rebuilt,
+  which drops whatever else is still in flight.
 
 No pymodbus exception leaves this module: they become ``DeviceUnavailable`` (timeout,
-disconnected), ``DecodeError`` (exception response, malformed answer) or
+disconnected), ``DecodeError`` (exception response, bad frame, undecodable value) or
 ``CommandRejected``, each with a ``reason`` attribute that is also a /metrics label.
 """
 
@@ -36,7 +43,7 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
+from pymodbus.framer import FramerRTU, FramerSocket, FramerType
 
 from drivers.base import Sink
 from drivers.modbus.breaker import Breaker, Transition
@@ -44,6 +51,7 @@ from drivers.modbus.codec import ReadRequest, register_count
 from drivers.modbus.commands import command_raw, release_raw
 from drivers.modbus.config import ModbusBindingConfig, ModbusBusConfig
 from drivers.modbus.decoder import DeviceDecoder, event_id
+from drivers.modbus.framewatch import FrameWatch
 from drivers.modbus.metrics import BusMetrics
 from drivers.modbus.registermap import RegisterMap, RegisterMapConfig, WriteSpec, compile_map
 from gateway.clock import Clock, SystemClock
@@ -56,6 +64,8 @@ log = logging.getLogger(__name__)
 
 _PARITY = {"none": "N", "even": "E", "odd": "O"}
 _NO_AUTO_CLOSE = 1_000_000_000
+_READ_CODES = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
+_WRITE_COIL, _WRITE_REGISTER, _WRITE_REGISTERS = 5, 6, 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +109,8 @@ def _reason(exc: DriverError) -> str:
     return str(getattr(exc, "reason", "protocol"))
 
 
-def _new_client(bus: ModbusBusConfig) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+def _new_client(bus: ModbusBusConfig
+                ) -> tuple[AsyncModbusTcpClient | AsyncModbusSerialClient, FrameWatch]:
     common: dict[str, Any] = {"name": f"modbus.{bus.id}", "timeout": bus.timeout_s,
                               "retries": 0, "reconnect_delay": 0}
     if bus.trace_frames:
@@ -118,7 +129,19 @@ def _new_client(bus: ModbusBusConfig) -> AsyncModbusTcpClient | AsyncModbusSeria
         client = AsyncModbusTcpClient(bus.host or "", port=bus.tcp_port, framer=framer,
                                       **common)
     client.set_max_no_responses(_NO_AUTO_CLOSE)
-    return client
+    # ``ctx.framer`` is where pymodbus's own ``client.register()`` reaches the framer too
+    watched = _WatchedRtu if isinstance(client.ctx.framer, FramerRTU) else _WatchedSocket
+    watch = watched(client.ctx.framer.decoder)
+    client.ctx.framer = watch
+    return client, watch
+
+
+class _WatchedRtu(FrameWatch, FramerRTU):
+    """pymodbus's RTU framer, watched (see ``drivers.modbus.framewatch``)."""
+
+
+class _WatchedSocket(FrameWatch, FramerSocket):
+    """pymodbus's Modbus/TCP framer, watched."""
 
 
 class _Connection:
@@ -132,6 +155,7 @@ class _Connection:
         self.metrics = metrics
         self.lock = asyncio.Lock()
         self.client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self.watch: FrameWatch = _WatchedSocket(None)  # replaced with each new client
         self.up: bool | None = None
         self.silent_in_a_row = 0
         self.silent_limit = max(3, device_count)
@@ -163,24 +187,26 @@ class _Connection:
                          f"in {self._next_connect_at - now:.1f} s", device_id)
         if self._ever_connected:
             self.metrics.reconnect_attempts += 1
-        client = _new_client(self.bus)
+        client, watch = _new_client(self.bus)
         if not await client.connect():
             client.close()
             self._connect_backoff.failure(now)
             self._next_connect_at = self._connect_backoff.retry_at
             if self.up is not False:
-                log.error("%s: cannot connect to %s; retrying with backoff up to %.0f s",
-                          self.driver_id, self._where(), self.bus.breaker.backoff_max_s)
+                log.error("%s: cannot connect to %s; retrying with backoff up to %g s / "
+                          "无法连接 %s，自动重试中", self.driver_id, self._where(),
+                          self.bus.breaker.backoff_max_s, self._where())
             self.up = False
             raise _error(DeviceUnavailable, "disconnected", self.driver_id,
                          f"cannot connect to {self._where()}", device_id)
         if self.up is False:
-            log.info("%s: connected to %s again", self.driver_id, self._where())
+            log.info("%s: connected to %s again / 已重新连接 %s", self.driver_id,
+                     self._where(), self._where())
         self.up = True
         self._ever_connected = True
         self._connect_backoff.success()
         self._next_connect_at = float("-inf")
-        self.client = client
+        self.client, self.watch = client, watch
         return client
 
     async def call(
@@ -188,6 +214,7 @@ class _Connection:
         device_id: str,
         op: Callable[[AsyncModbusTcpClient | AsyncModbusSerialClient], Awaitable[Any]],
         what: str,
+        function_code: int,
     ) -> tuple[Any, float]:
         """Run one request under the bus lock; return (response, monotonic start time)."""
         async with self.lock:
@@ -197,11 +224,13 @@ class _Connection:
                 await self.clock.sleep(wait)
             started = self.clock.monotonic()
             self.metrics.requests += 1
+            self.watch.start()
             try:
                 async with asyncio.timeout(self.bus.timeout_s + 2.0):  # guard; pymodbus times out first
                     response = await op(client)
             except TimeoutError:
-                self._silent()
+                if (bad := self._unanswered(device_id, what)) is not None:
+                    raise bad from None
                 raise _error(DeviceUnavailable, "timeout", self.driver_id,
                              f"{what}: no answer within {self.bus.timeout_s} s",
                              device_id) from None
@@ -219,7 +248,8 @@ class _Connection:
                     raise _error(DeviceUnavailable, "disconnected", self.driver_id,
                                  f"{what}: connection to {self._where()} lost",
                                  device_id) from None
-                self._silent()
+                if (bad := self._unanswered(device_id, what)) is not None:
+                    raise bad from None
                 raise _error(DeviceUnavailable, "timeout", self.driver_id,
                              f"{what}: no answer within {self.bus.timeout_s} s ({exc})",
                              device_id) from None
@@ -235,7 +265,26 @@ class _Connection:
                 code = getattr(response, "exception_code", "?")
                 raise _error(DecodeError, "exception_response", self.driver_id,
                              f"{what}: device answered exception code {code}", device_id)
+            if response.function_code != function_code:
+                # well framed but for another request (e.g. input registers for holding):
+                # its values belong to another table and must not be stored as these
+                raise _error(DecodeError, "bad_frame", self.driver_id,
+                             f"{what}: answered with function code {response.function_code}, "
+                             f"asked with {function_code}", device_id)
             return response, started
+
+    def _unanswered(self, device_id: str, what: str) -> DriverError | None:
+        """No usable answer in time: bytes heard make it a bad frame (returned, to raise),
+        nothing heard is silence (counted towards rebuilding a half-open link)."""
+        verdict = self.watch.verdict()
+        if verdict is None:
+            self._silent()
+            return None
+        # the byte stream's framing is unknown now: a fresh client starts from silence
+        self.silent_in_a_row = 0
+        self.close()
+        return _error(DecodeError, "bad_frame", self.driver_id,
+                      f"{what}: answer not usable: {verdict}", device_id)
 
     def _silent(self) -> None:
         """Every request of a whole round timed out: assume a half-open link and rebuild."""
@@ -252,7 +301,7 @@ class _Connection:
     async def read(self, dev: ModbusDevice, request: ReadRequest
                    ) -> tuple[list[int] | list[bool], float]:
         addr, count, unit = request.address, request.count, dev.device_address
-        ops = {
+        ops: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "coil": lambda c: c.read_coils(addr, count=count, device_id=unit),
             "discrete_input": lambda c: c.read_discrete_inputs(addr, count=count,
                                                                device_id=unit),
@@ -260,12 +309,13 @@ class _Connection:
             "input": lambda c: c.read_input_registers(addr, count=count, device_id=unit),
         }
         what = f"read {request.function} {addr}+{count}"
-        response, started = await self.call(dev.device.id, ops[request.function], what)
+        response, started = await self.call(dev.device.id, ops[request.function], what,
+                                            _READ_CODES[request.function])
         values = (list(response.bits[:count]) if request.function in ("coil", "discrete_input")
                   else list(response.registers))
-        if len(values) != count:
-            raise _error(DecodeError, "decode", self.driver_id,
-                         f"{what}: got {len(values)} values", dev.device.id)
+        if len(values) != count:  # a byte count that does not match the request
+            raise _error(DecodeError, "bad_frame", self.driver_id,
+                         f"{what}: answered with {len(values)} values", dev.device.id)
         return values, started
 
     async def write(self, dev: ModbusDevice, spec: WriteSpec, raw: bool | list[int]) -> None:
@@ -273,13 +323,16 @@ class _Connection:
         what = f"write {spec.function} {addr}"
         if isinstance(raw, bool):
             await self.call(dev.device.id,
-                            lambda c: c.write_coil(addr, raw, device_id=unit), what)
+                            lambda c: c.write_coil(addr, raw, device_id=unit), what,
+                            _WRITE_COIL)
         elif len(raw) == 1:
             await self.call(dev.device.id,
-                            lambda c: c.write_register(addr, raw[0], device_id=unit), what)
+                            lambda c: c.write_register(addr, raw[0], device_id=unit), what,
+                            _WRITE_REGISTER)
         else:
             await self.call(dev.device.id,
-                            lambda c: c.write_registers(addr, raw, device_id=unit), what)
+                            lambda c: c.write_registers(addr, raw, device_id=unit), what,
+                            _WRITE_REGISTERS)
 
 
 @dataclass(slots=True)
@@ -411,8 +464,8 @@ class ModbusDriver:
         transition = state.breaker.success()
         at = self._clock.now()
         if transition is Transition.RECOVERED:
-            log.info("%s/%s: answering again (device %d)", self.id, dev.device.id,
-                     dev.device_address)
+            log.info("%s/%s: answering again (device %d) / 设备恢复在线", self.id,
+                     dev.device.id, dev.device_address)
             observations[:0] = [
                 DeviceStatus(dev.device.id, True, at),
                 Event(dev.device.id, "device.online", at,
@@ -431,8 +484,8 @@ class ModbusDriver:
             return
         dev = state.dev
         log.error("%s/%s: offline after %d failed polls (%s: %s); retrying with backoff up "
-                  "to %.0f s", self.id, dev.device.id, state.breaker.failures, reason, detail,
-                  self.bus.breaker.backoff_max_s)
+                  "to %g s / 设备离线，自动重试中", self.id, dev.device.id,
+                  state.breaker.failures, reason, detail, self.bus.breaker.backoff_max_s)
         at = self._clock.now()
         batch: list[Observation] = list(state.decoder.unavailable(at))
         batch.append(DeviceStatus(dev.device.id, False, at, reason))

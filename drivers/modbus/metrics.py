@@ -13,7 +13,8 @@ from typing import Any
 __all__ = ["FAILURE_REASONS", "WINDOW", "BusMetrics", "percentile"]
 
 WINDOW = 4096
-FAILURE_REASONS = ("timeout", "disconnected", "exception_response", "decode", "protocol")
+FAILURE_REASONS = ("timeout", "disconnected", "exception_response", "bad_frame", "decode",
+                   "protocol")
 """Why a poll failed; every reason is a /metrics label (zero when it never happened)."""
 
 

@@ -46,3 +46,26 @@ async def test_runtime_raises_and_clears_store_full(tmp_path: Path, clock: FakeC
         assert types.count("estate.alarm.transition") == 2
     finally:
         rt.close()
+
+
+async def test_runtime_raises_store_full_when_pruning_acted_though_under_the_level(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """prune_oldest leaves the store at its low-water mark (90 %, the default alarm level):
+    looked at just after a prune it reads 88 %, yet the budget was reached and readings were
+    pruned; that is what store.full is for."""
+    cfg = write_config(tmp_path / "gw.yaml", broker_port=1883, data_dir=tmp_path / "data",
+                       devices=[], rules=[],
+                       extra={"store": {"path": str(tmp_path / "data"), "max_bytes": 100 * MIB,
+                                        "fill_alarm_pct": 90}})
+    rt = Runtime(load_config(cfg), clock=clock, data_dir=tmp_path / "data")
+    try:
+        rt.telemetry.used_bytes = 88 * MIB
+        await rt.check_store_fill()
+        assert "store.full:gateway" not in rt.book.alarms  # nothing pruned yet: not full
+        rt.telemetry.points_pruned_for_space += 5_000
+        await rt.check_store_fill()
+        assert rt.book.alarms["store.full:gateway"].state == AlarmState.ACTIVE_UNACK
+        await rt.check_store_fill()  # still 88 %, nothing pruned since: stays raised
+        assert rt.book.alarms["store.full:gateway"].count == 1
+    finally:
+        rt.close()
