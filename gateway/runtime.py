@@ -72,6 +72,7 @@ NOTIFICATION_TYPE = "estate.alarm.notification"
 STORE_FULL_RULE = "store.full"
 FLOOD_TYPE = "estate.alarm.flood"
 ALARM_TOPIC_CURSOR_KV = "alarm_topic.cursor"
+CURSOR_SAVE_S = 1.0  # how stale the saved alarm-topic cursor may get (repeats after a crash)
 
 
 @dataclass(slots=True)
@@ -158,6 +159,9 @@ class Runtime:
         self.command_drivers: dict[str, Any] = {}
         self.mqtt_codec: MqttCodec | None = None
         self.alarm_topic = f"{config.broker.topic_prefix}/{self.site}/alarms"
+        # the last journal row the broker acknowledged on the alarm topic, and what is saved
+        self.alarm_topic_cursor = int(self.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
+        self._cursor_moved_at: float | None = None  # when it first moved past the saved one
         self.broker_port_override: int | None = None
         self.api_port_override: int | None = None
         self.api_server: Any = None
@@ -387,16 +391,32 @@ class Runtime:
         return now
 
     async def _alarm_publisher(self) -> None:
-        """Publish every alarm transition from the journal, QoS 1, in order, at least once."""
+        """Publish every alarm transition from the journal, QoS 1, in order, at least once.
+
+        Live rows come from the state store's journal feed: the rows of each committed
+        (fsynced) transaction, handed over as the commit returns, so an alarm is announced
+        without reading it back on a thread. A publisher behind the feed (after a restart
+        or a broker outage) reads the journal itself until it has caught up.
+
+        The cursor (the last row the broker acknowledged) is saved at most once per
+        ``CURSOR_SAVE_S`` and at shutdown rather than after every publish, so its fsync does
+        not queue in front of the next alarm's commit. After a crash the rows since the
+        saved cursor are published again: at least once, never lost; a repeat carries the
+        same CloudEvents ``id`` and ``seq``.
+        """
         assert self.mqtt is not None
-        cursor = int(self.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
+        feed = self.state.feed
+        cursor = self.alarm_topic_cursor
         while True:
             await self.mqtt.wait_connected()
-            entries = await asyncio.to_thread(self.state.journal_sync, cursor, 500)
+            entries = feed.after(cursor, 500)
+            if entries is None:  # behind the feed: the journal is the source of truth
+                entries = await asyncio.to_thread(self.state.journal_sync, cursor, 500)
+                if not entries and cursor < feed.base:  # (cursor, base] holds no rows
+                    cursor = self.alarm_topic_cursor = feed.base
             if not entries:
-                async with self.journal_signal:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.journal_signal.wait(), 1.0)
+                await self._save_alarm_topic_cursor()
+                await feed.wait(cursor, self._cursor_save_in())
                 continue
             for entry in entries:
                 # transitions on the alarm topic; grouped notifications and flood start/end
@@ -405,15 +425,35 @@ class Runtime:
                     f"{self.alarm_topic}/notifications"
                     if entry.type in (NOTIFICATION_TYPE, FLOOD_TYPE) else None)
                 if topic is not None:
-                    body = orjson.dumps(to_cloudevent(entry, self.site))
+                    # OPT_NON_STR_KEYS: the same text as the row read back from the journal
+                    body = orjson.dumps(to_cloudevent(entry, self.site),
+                                        option=orjson.OPT_NON_STR_KEYS)
                     try:
                         await self.mqtt.publish(topic, body, qos=1)
                         self.metrics.alarms_published += 1
                     except DeviceUnavailable:
                         self.metrics.alarm_publish_failures += 1
+                        await self.clock.sleep(0.1)  # until the driver sees the link is down
                         break
-                cursor = entry.seq
-            await self.state.apply(Transaction(kv={ALARM_TOPIC_CURSOR_KV: cursor}))
+                cursor = self.alarm_topic_cursor = entry.seq
+                if self._cursor_moved_at is None:
+                    self._cursor_moved_at = time.monotonic()
+            await self._save_alarm_topic_cursor()
+
+    def _cursor_save_in(self) -> float:
+        """Seconds until the moved alarm-topic cursor is due to be saved (1 s if it has not)."""
+        if self._cursor_moved_at is None:
+            return 1.0
+        return max(0.0, self._cursor_moved_at + CURSOR_SAVE_S - time.monotonic())
+
+    async def _save_alarm_topic_cursor(self) -> None:
+        """Persist the alarm-topic cursor once it has been unsaved for ``CURSOR_SAVE_S``."""
+        if self._cursor_moved_at is None or self._cursor_save_in() > 0:
+            return
+        cursor = self.alarm_topic_cursor
+        await self.state.apply(Transaction(kv={ALARM_TOPIC_CURSOR_KV: cursor}))
+        if cursor == self.alarm_topic_cursor:
+            self._cursor_moved_at = None
 
     async def _maintenance(self) -> None:
         """Retention by age and the disk budget (telemetry only; alarms and journal never)."""
@@ -609,6 +649,11 @@ class Runtime:
         return self.watchdog
 
     def close(self) -> None:
+        if self._cursor_moved_at is not None:  # not saved yet: save it at shutdown
+            with contextlib.suppress(StoreError):
+                self.state.apply_sync(Transaction(kv={ALARM_TOPIC_CURSOR_KV:
+                                                      self.alarm_topic_cursor}))
+                self._cursor_moved_at = None
         self.telemetry.close()
         self.state.close()
         self.auth.close()
