@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import getpass
 import logging
 import os
@@ -51,7 +52,47 @@ async def _run_until_signal(coro_factory: object) -> None:
         await task
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
+def _tune_process() -> None:
+    """Settings for the service process, where alarm latency matters (not for tests).
+
+    - The GIL switch interval, 5 ms by default, becomes 0.5 ms. The SQLite writer threads
+      release the GIL around every statement and must win it back from the event loop; an
+      alarm's commit is about ten statements, and while the loop decoded a batch each
+      hand-back could wait the full interval (measured under 5,000 msg/s: the commit took
+      10-56 ms instead of 1-2).
+    - The cyclic garbage collector stays off while the configuration and the runtime are
+      built (tens of thousands of objects for 2,000 devices, every one of them kept), and
+      ``_serve`` freezes what was built once the gateway is ready: a full collection then
+      no longer walks the start-up heap (measured: 100-130 ms pauses under load).
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.disable()
+
+
+async def _serve(runtime: object) -> None:
+    """Run the gateway; once it is ready, freeze the start-up heap and re-enable the GC."""
+    from gateway.runtime import Runtime
+
+    assert isinstance(runtime, Runtime)
+
+    async def freeze_when_ready() -> None:
+        await runtime.ready.wait()
+        gc.freeze()
+        gc.enable()
+
+    freezer = asyncio.create_task(freeze_when_ready(), name="gc.freeze")
+    try:
+        await runtime.run()
+    finally:
+        freezer.cancel()
+        gc.enable()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    _tune_process()
     from gateway.config import load_config
     from gateway.runtime import Runtime
 
@@ -67,7 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.broker_port is not None:
         runtime.broker_port_override = args.broker_port
     try:
-        asyncio.run(_run_until_signal(runtime.run))
+        asyncio.run(_run_until_signal(lambda: _serve(runtime)))
     finally:
         runtime.close()
     return 0
