@@ -24,7 +24,6 @@ import orjson
 from drivers.mqtt.codec import MqttCodec
 from drivers.mqtt.driver import MqttDriver, MqttPublisher, MqttSettings
 from drivers.profiles import builtin_profiles
-from gateway.alarm_metrics import alarm_kpi_families
 from gateway.audit import AuditEntry, record
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
@@ -38,7 +37,6 @@ from gateway.outbox import Outbox
 from gateway.store.deadband import ReportByException, policies_from_config
 from gateway.store.retention import FillWatch, TelemetryPolicy
 from gateway.upstream.bridge import UpstreamBridge
-from gateway.upstream.metrics import cloud_metrics
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
 from gateway.workorders import StatusUpdateIn, WorkOrderDesk, WorkOrderError
@@ -167,15 +165,25 @@ class Runtime:
         self.api_server: Any = None
         # name → callable yielding prometheus metric families (drivers, sinks add theirs)
         self.extra_metrics: dict[str, Any] = {}
-        self.extra_metrics["alarms"] = lambda: alarm_kpi_families(
-            self.alarms.kpis(self.clock.now()))
+        self.extra_metrics["alarms"] = self._alarm_metrics
         # security and operations (issue 9): the command path and the watchdog's view
         self.liveness = Liveness(self.clock)
         self.watchdog: Watchdog | None = None
         self.commands = CommandService(config.commands,
                                        {i: st.device for i, st in self.devices.items()},
                                        self.command_drivers, self.apply, self.clock)
-        self.extra_metrics["cloud"] = lambda: cloud_metrics(self)
+        self.extra_metrics["cloud"] = self._cloud_metrics
+
+    # prometheus_client is imported on the first scrape, not before the gateway is ready
+    def _alarm_metrics(self) -> Any:
+        from gateway.alarm_metrics import alarm_kpi_families
+
+        return alarm_kpi_families(self.alarms.kpis(self.clock.now()))
+
+    def _cloud_metrics(self) -> Any:
+        from gateway.upstream.metrics import cloud_metrics
+
+        return cloud_metrics(self)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS alarm_transitions (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alarm_transitions_alarm ON alarm_transitions (alarm_id, id);
+-- start-up reads the last day's activations (alarm KPIs): a seek, not a scan of the years
+CREATE INDEX IF NOT EXISTS alarm_transitions_at ON alarm_transitions (at);
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
@@ -363,8 +365,10 @@ class StateStore:
     def activations_since_sync(self, since: float) -> list[tuple[str, float]]:
         """(alarm id, time) of every activation (annunciated raise) since ``since``."""
         cur = self._reader().execute(
-            "SELECT alarm_id, at FROM alarm_transitions WHERE at >= ? AND to_state = ? "
-            "AND from_state IN (?, ?, ?) ORDER BY id", (since, AlarmState.ACTIVE_UNACK.value,
+            # INDEXED BY: without statistics SQLite prefers scanning the whole table in id
+            # order (no sort) to seeking the last day (measured: 96 ms vs 6 ms at 1M rows)
+            "SELECT alarm_id, at FROM alarm_transitions INDEXED BY alarm_transitions_at "
+            "WHERE at >= ? AND to_state = ? AND from_state IN (?, ?, ?) ORDER BY id", (since, AlarmState.ACTIVE_UNACK.value,
                                                          AlarmState.NORMAL.value,
                                                          AlarmState.RTN_UNACK.value,
                                                          AlarmState.LATCHED.value))
