@@ -226,6 +226,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
            "machine_cpu_pct_under_load": round(machine_pct, 1),
            "machine_cores": os.cpu_count(),
            "warmup_ms": [round(x, 2) for x in warmup["mqtt"]],
+           # every probe, so several runs can be pooled before taking percentiles
+           "latencies_ms": {k: [round(x, 2) for x in v[key]] for k, v, key in (
+               ("idle_mqtt", idle, "mqtt"), ("load_mqtt", busy, "mqtt"),
+               ("idle_stream", idle, "stream"), ("load_stream", busy, "stream"))},
            "broker_dropped": dropped}
     rows = [["alarm topic, idle", *_cols(res["idle_mqtt"])],
             [f"alarm topic, {achieved:,.0f}/s", *_cols(res["load_mqtt"])]]
