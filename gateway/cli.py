@@ -15,8 +15,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.errors import AuthError, ConfigError
+
+if TYPE_CHECKING:  # imported when a command needs it: `check-config` stays light
+    from gateway.runtime import Runtime
 
 __all__ = ["main"]
 
@@ -70,11 +74,8 @@ def _tune_process() -> None:
     gc.disable()
 
 
-async def _serve(runtime: object) -> None:
+async def _serve(runtime: Runtime) -> None:
     """Run the gateway; once it is ready, freeze the start-up heap and re-enable the GC."""
-    from gateway.runtime import Runtime
-
-    assert isinstance(runtime, Runtime)
 
     async def freeze_when_ready() -> None:
         await runtime.ready.wait()
