@@ -63,7 +63,7 @@ def _tune_process() -> None:
     configuration and runtime are built (about 140,000 tracked objects with 2,000 devices;
     a collection at that point finds about 1,200 unreachable), and ``_serve`` freezes what
     was built once the gateway is ready: a full collection then no longer walks the
-    start-up heap (measured: 92-155 ms pauses under load before).
+    start-up heap (measured: 92-178 ms pauses under load before).
 
     The GIL switch interval stays at its default (5 ms): 0.5 ms was tried, to let the
     SQLite writer threads win the GIL back sooner between statements, and on this shared

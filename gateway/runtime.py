@@ -157,7 +157,8 @@ class Runtime:
         self.command_drivers: dict[str, Any] = {}
         self.mqtt_codec: MqttCodec | None = None
         self.alarm_topic = f"{config.broker.topic_prefix}/{self.site}/alarms"
-        # the last journal row the broker acknowledged on the alarm topic, and what is saved
+        # the last journal row the broker acknowledged on the alarm topic (kept in kv, saved
+        # CURSOR_SAVE_S after it moves and at shutdown)
         self.alarm_topic_cursor = int(self.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
         self._cursor_moved_at: float | None = None  # when it first moved past the saved one
         self.broker_port_override: int | None = None
@@ -406,8 +407,8 @@ class Runtime:
         without reading it back on a thread. A publisher behind the feed (after a restart
         or a broker outage) reads the journal itself until it has caught up.
 
-        The cursor (the last row the broker acknowledged) is saved at most once per
-        ``CURSOR_SAVE_S`` and at shutdown rather than after every publish, so its fsync does
+        The cursor (the last row the broker acknowledged) is saved ``CURSOR_SAVE_S`` after it
+        moves and at shutdown rather than after every publish, so its fsync does
         not queue in front of the next alarm's commit. After a crash the rows since the
         saved cursor are published again: at least once, never lost; a repeat carries the
         same CloudEvents ``id`` and ``seq``.

@@ -15,10 +15,10 @@ on the caller's event loop, in commit order, once the ``COMMIT`` has returned: l
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import uuid
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
