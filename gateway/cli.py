@@ -8,14 +8,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import getpass
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.errors import AuthError, ConfigError
+
+if TYPE_CHECKING:  # imported when a command needs it: `check-config` stays light
+    from gateway.runtime import Runtime
 
 __all__ = ["main"]
 
@@ -51,7 +56,42 @@ async def _run_until_signal(coro_factory: object) -> None:
         await task
 
 
+def _tune_process() -> None:
+    """Settings for the service process, where alarm latency matters (not for tests).
+
+    The cyclic garbage collector stays off while the modules are imported and the
+    configuration and runtime are built (about 140,000 tracked objects with 2,000 devices;
+    a collection at that point finds about 1,200 unreachable), and ``_serve`` freezes what
+    was built once the gateway is ready: a full collection then no longer walks the
+    start-up heap (measured: 92-178 ms pauses under load before).
+
+    The GIL switch interval stays at its default (5 ms): 0.5 ms was tried, to let the
+    SQLite writer threads win the GIL back sooner between statements, and on this shared
+    machine at full load it made alarm latency worse (pooled over 3 alternating pairs at
+    5,000 msg/s: p50 31 vs 25 ms, p99 846 vs 211 ms): each forced switch waits for the
+    other thread to be scheduled.
+    """
+    gc.disable()
+
+
+async def _serve(runtime: Runtime) -> None:
+    """Run the gateway; once it is ready, freeze the start-up heap and re-enable the GC."""
+
+    async def freeze_when_ready() -> None:
+        await runtime.ready.wait()
+        gc.freeze()
+        gc.enable()
+
+    freezer = asyncio.create_task(freeze_when_ready(), name="gc.freeze")
+    try:
+        await runtime.run()
+    finally:
+        freezer.cancel()
+        gc.enable()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    _tune_process()
     from gateway.config import load_config
     from gateway.runtime import Runtime
 
@@ -67,7 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.broker_port is not None:
         runtime.broker_port_override = args.broker_port
     try:
-        asyncio.run(_run_until_signal(runtime.run))
+        asyncio.run(_run_until_signal(lambda: _serve(runtime)))
     finally:
         runtime.close()
     return 0

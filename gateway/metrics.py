@@ -134,9 +134,7 @@ def _operations(rt: Runtime) -> Iterable[Metric]:
     yield GaugeMetricFamily("gateway_ingest_busy_seconds",
                             "Age of the batch being ingested now (0 when idle)",
                             value=busy or 0.0)
-    from gateway.runtime import ALARM_TOPIC_CURSOR_KV
-
-    cursor = int(rt.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
+    cursor = rt.alarm_topic_cursor
     backlog = GaugeMetricFamily("gateway_journal_backlog",
                                 "Journal rows a reader has not consumed yet", labels=["reader"])
     backlog.add_metric(["alarm_topic"], max(0, rt.state.last_seq - cursor))

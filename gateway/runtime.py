@@ -24,7 +24,6 @@ import orjson
 from drivers.mqtt.codec import MqttCodec
 from drivers.mqtt.driver import MqttDriver, MqttPublisher, MqttSettings
 from drivers.profiles import builtin_profiles
-from gateway.alarm_metrics import alarm_kpi_families
 from gateway.audit import AuditEntry, record
 from gateway.auth import AuthStore
 from gateway.clock import Clock, SystemClock
@@ -38,7 +37,6 @@ from gateway.outbox import Outbox
 from gateway.store.deadband import ReportByException, policies_from_config
 from gateway.store.retention import FillWatch, TelemetryPolicy
 from gateway.upstream.bridge import UpstreamBridge
-from gateway.upstream.metrics import cloud_metrics
 from gateway.store.sqlite import TelemetryStore
 from gateway.store.state import DeadLetter, StateStore, Transaction
 from gateway.workorders import StatusUpdateIn, WorkOrderDesk, WorkOrderError
@@ -72,6 +70,7 @@ NOTIFICATION_TYPE = "estate.alarm.notification"
 STORE_FULL_RULE = "store.full"
 FLOOD_TYPE = "estate.alarm.flood"
 ALARM_TOPIC_CURSOR_KV = "alarm_topic.cursor"
+CURSOR_SAVE_S = 1.0  # how stale the saved alarm-topic cursor may get (repeats after a crash)
 
 
 @dataclass(slots=True)
@@ -159,20 +158,34 @@ class Runtime:
         self.command_drivers: dict[str, Any] = {}
         self.mqtt_codec: MqttCodec | None = None
         self.alarm_topic = f"{config.broker.topic_prefix}/{self.site}/alarms"
+        # the last journal row the broker acknowledged on the alarm topic (kept in kv, saved
+        # CURSOR_SAVE_S after it moves and at shutdown)
+        self.alarm_topic_cursor = int(self.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
+        self._cursor_moved_at: float | None = None  # when it first moved past the saved one
         self.broker_port_override: int | None = None
         self.api_port_override: int | None = None
         self.api_server: Any = None
         # name → callable yielding prometheus metric families (drivers, sinks add theirs)
         self.extra_metrics: dict[str, Any] = {}
-        self.extra_metrics["alarms"] = lambda: alarm_kpi_families(
-            self.alarms.kpis(self.clock.now()))
+        self.extra_metrics["alarms"] = self._alarm_metrics
         # security and operations (issue 9): the command path and the watchdog's view
         self.liveness = Liveness(self.clock)
         self.watchdog: Watchdog | None = None
         self.commands = CommandService(config.commands,
                                        {i: st.device for i, st in self.devices.items()},
                                        self.command_drivers, self.apply, self.clock)
-        self.extra_metrics["cloud"] = lambda: cloud_metrics(self)
+        self.extra_metrics["cloud"] = self._cloud_metrics
+
+    # prometheus_client is imported on the first scrape, not before the gateway is ready
+    def _alarm_metrics(self) -> Any:
+        from gateway.alarm_metrics import alarm_kpi_families
+
+        return alarm_kpi_families(self.alarms.kpis(self.clock.now()))
+
+    def _cloud_metrics(self) -> Any:
+        from gateway.upstream.metrics import cloud_metrics
+
+        return cloud_metrics(self)
 
     def api_url(self) -> str | None:
         """The API's address once it listens (the real port when configured as 0)."""
@@ -393,16 +406,32 @@ class Runtime:
         return now
 
     async def _alarm_publisher(self) -> None:
-        """Publish every alarm transition from the journal, QoS 1, in order, at least once."""
+        """Publish every alarm transition from the journal, QoS 1, in order, at least once.
+
+        Live rows come from the state store's journal feed: the rows of each committed
+        (fsynced) transaction, handed over as the commit returns, so an alarm is announced
+        without reading it back on a thread. A publisher behind the feed (after a restart
+        or a broker outage) reads the journal itself until it has caught up.
+
+        The cursor (the last row the broker acknowledged) is saved ``CURSOR_SAVE_S`` after it
+        moves and at shutdown rather than after every publish, so its fsync does
+        not queue in front of the next alarm's commit. After a crash the rows since the
+        saved cursor are published again: at least once, never lost; a repeat carries the
+        same CloudEvents ``id`` and ``seq``.
+        """
         assert self.mqtt is not None
-        cursor = int(self.state.load_kv_sync(ALARM_TOPIC_CURSOR_KV) or 0)
+        feed = self.state.feed
+        cursor = self.alarm_topic_cursor
         while True:
             await self.mqtt.wait_connected()
-            entries = await asyncio.to_thread(self.state.journal_sync, cursor, 500)
+            entries = feed.after(cursor, 500)
+            if entries is None:  # behind the feed: the journal is the source of truth
+                entries = await asyncio.to_thread(self.state.journal_sync, cursor, 500)
+                if not entries and cursor < feed.base:  # (cursor, base] holds no rows
+                    cursor = self.alarm_topic_cursor = feed.base
             if not entries:
-                async with self.journal_signal:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.journal_signal.wait(), 1.0)
+                await self._save_alarm_topic_cursor()
+                await feed.wait(cursor, self._cursor_save_in())
                 continue
             for entry in entries:
                 # transitions on the alarm topic; grouped notifications and flood start/end
@@ -411,15 +440,35 @@ class Runtime:
                     f"{self.alarm_topic}/notifications"
                     if entry.type in (NOTIFICATION_TYPE, FLOOD_TYPE) else None)
                 if topic is not None:
-                    body = orjson.dumps(to_cloudevent(entry, self.site))
+                    # OPT_NON_STR_KEYS: the same text as the row read back from the journal
+                    body = orjson.dumps(to_cloudevent(entry, self.site),
+                                        option=orjson.OPT_NON_STR_KEYS)
                     try:
                         await self.mqtt.publish(topic, body, qos=1)
                         self.metrics.alarms_published += 1
                     except DeviceUnavailable:
                         self.metrics.alarm_publish_failures += 1
+                        await self.clock.sleep(0.1)  # until the driver sees the link is down
                         break
-                cursor = entry.seq
-            await self.state.apply(Transaction(kv={ALARM_TOPIC_CURSOR_KV: cursor}))
+                cursor = self.alarm_topic_cursor = entry.seq
+                if self._cursor_moved_at is None:
+                    self._cursor_moved_at = time.monotonic()
+            await self._save_alarm_topic_cursor()
+
+    def _cursor_save_in(self) -> float:
+        """Seconds until the moved alarm-topic cursor is due to be saved (1 s if it has not)."""
+        if self._cursor_moved_at is None:
+            return 1.0
+        return max(0.0, self._cursor_moved_at + CURSOR_SAVE_S - time.monotonic())
+
+    async def _save_alarm_topic_cursor(self) -> None:
+        """Persist the alarm-topic cursor once it has been unsaved for ``CURSOR_SAVE_S``."""
+        if self._cursor_moved_at is None or self._cursor_save_in() > 0:
+            return
+        cursor = self.alarm_topic_cursor
+        await self.state.apply(Transaction(kv={ALARM_TOPIC_CURSOR_KV: cursor}))
+        if cursor == self.alarm_topic_cursor:
+            self._cursor_moved_at = None
 
     async def _maintenance(self) -> None:
         """Retention by age and the disk budget (telemetry only; alarms and journal never)."""
@@ -624,6 +673,11 @@ class Runtime:
         return self.watchdog
 
     def close(self) -> None:
+        if self._cursor_moved_at is not None:  # not saved yet: save it at shutdown
+            with contextlib.suppress(StoreError):
+                self.state.apply_sync(Transaction(kv={ALARM_TOPIC_CURSOR_KV:
+                                                      self.alarm_topic_cursor}))
+                self._cursor_moved_at = None
         self.telemetry.close()
         self.state.close()
         self.auth.close()

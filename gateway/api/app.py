@@ -24,7 +24,6 @@ from gateway.api.deps import Cloud, EventsReader, Operator, Viewer, require
 from gateway.audit import AuditAction, AuditEntry
 from gateway.api.longpoll import wait_for_entries
 from gateway.journal import iso, to_cloudevent
-from gateway.metrics import render_metrics
 from rules.alarms import AlarmActionError
 
 if TYPE_CHECKING:
@@ -50,6 +49,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics(_: Viewer) -> Response:
+        from gateway.metrics import render_metrics  # prometheus_client: on the first scrape
+
         body, content_type = render_metrics(runtime)
         return Response(body, media_type=content_type)
 

@@ -27,6 +27,8 @@ async def serve(runtime: Runtime) -> None:
     config = uvicorn.Config(create_app(runtime), host=api.host,
                             port=runtime.api_port_override or api.port,
                             log_level="warning", access_log=False, lifespan="on",
+                            # no WebSocket routes: do not import a WebSocket protocol
+                            ws="none",
                             log_config=None)  # our root handler (text or JSON) formats it
     server = _Server(config)
     runtime.api_server = server

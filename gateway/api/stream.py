@@ -1,7 +1,8 @@
 """The console's live feed: one journal reader fanned out to Server-Sent-Event subscribers.
 
 One task (``console.stream``) follows the journal from the moment the first console
-connects, woken by ``runtime.journal_signal``, and turns each new row into small messages:
+connects, taking each committed transaction's rows from the state store's journal feed
+(in memory, no read back), and turns each new row into small messages:
 
 - ``alarm``: the alarm's *current* state (the same shape as ``GET /api/v1/alarms``), so a
   late or repeated message can never move a console backwards;
@@ -178,6 +179,7 @@ class StreamHub:
     async def _run(self, cursor: int) -> None:
         """Follow the journal while anyone listens; stop after ``IDLE_STOP_S`` alone."""
         rt = self.runtime
+        feed = rt.state.feed
         alone_since: float | None = None
         while True:
             if self._subs:
@@ -186,12 +188,14 @@ class StreamHub:
                 alone_since = time.monotonic()
             elif time.monotonic() - alone_since > IDLE_STOP_S:
                 return  # the next subscriber starts it again
-            entries = await asyncio.to_thread(rt.state.journal_sync, cursor, 500)
+            entries = feed.after(cursor, 500)  # the rows of the last commits, in memory
+            if entries is None:  # behind the feed: read the journal
+                entries = await asyncio.to_thread(rt.state.journal_sync, cursor, 500)
+                if not entries and cursor < feed.base:  # (cursor, base] holds no rows
+                    cursor = feed.base
             if not entries:
                 self._send_flood()
-                async with rt.journal_signal:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(rt.journal_signal.wait(), 1.0)
+                await feed.wait(cursor, 1.0)
                 continue
             for entry in entries:
                 cursor = entry.seq

@@ -7,10 +7,15 @@ an alarm the box forgot, nor misses one it remembers.
 
 The journal's ``seq`` is ``AUTOINCREMENT``: gateway-wide, monotonic, never reused even
 after pruning, and independent of the wall clock (an NTP step cannot reorder it).
+
+Each committed transaction's journal rows are also handed to ``feed`` (``gateway/feed.py``)
+on the caller's event loop, in commit order, once the ``COMMIT`` has returned: live readers
+(the alarm topic, the console stream) take them from there instead of reading them back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import uuid
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.errors import StoreError
+from gateway.feed import JournalFeed
 from gateway.store.sqlite import SingleWriter, connect
 from gateway.types import (
     Alarm,
@@ -74,6 +80,8 @@ CREATE TABLE IF NOT EXISTS alarm_transitions (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alarm_transitions_alarm ON alarm_transitions (alarm_id, id);
+-- start-up reads the last day's activations (alarm KPIs): a seek, not a scan of the years
+CREATE INDEX IF NOT EXISTS alarm_transitions_at ON alarm_transitions (at);
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
@@ -188,7 +196,9 @@ class StateStore:
         self._conn: sqlite3.Connection = self._writer.call(self._open)
         self._read_local = threading.local()
         self._dead_since_trim = 0
+        self._seq_before = 0  # the journal's seq when the last transaction began
         self.last_seq = self._writer.call(self._max_seq)
+        self.feed = JournalFeed(self.last_seq)
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -216,16 +226,34 @@ class StateStore:
         """
         if not tx:
             return []
-        return await self._writer.run(self._apply_sync, tx)
+        return await self._writer.run(self._apply_and_announce, tx,
+                                      asyncio.get_running_loop())
 
     def apply_sync(self, tx: Transaction) -> list[JournalEntry]:
         return self._writer.call(self._apply_sync, tx)
+
+    def _apply_and_announce(self, tx: Transaction, loop: asyncio.AbstractEventLoop
+                            ) -> list[JournalEntry]:
+        """Commit on the writer thread, then queue the rows for the feed on ``loop``.
+
+        Queued from this one thread right after each commit, so the feed receives
+        transactions in commit order, and before the caller resumes: a reader is woken
+        without waiting for the coroutine that wrote the rows to be scheduled.
+        """
+        out = self._apply_sync(tx)
+        if out:
+            loop.call_soon_threadsafe(self.feed.add, self._seq_before, out)
+        return out
 
     def _apply_sync(self, tx: Transaction) -> list[JournalEntry]:
         conn = self._conn
         out: list[JournalEntry] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if tx.journal:  # under the write lock: every row after it is this transaction's
+                row = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
+                self._seq_before = int(row[0]) if row else 0
             if tx.events:
                 conn.executemany(
                     "INSERT OR IGNORE INTO events (event_id, device_id, kind, at, received_at, "
@@ -337,8 +365,10 @@ class StateStore:
     def activations_since_sync(self, since: float) -> list[tuple[str, float]]:
         """(alarm id, time) of every activation (annunciated raise) since ``since``."""
         cur = self._reader().execute(
-            "SELECT alarm_id, at FROM alarm_transitions WHERE at >= ? AND to_state = ? "
-            "AND from_state IN (?, ?, ?) ORDER BY id", (since, AlarmState.ACTIVE_UNACK.value,
+            # INDEXED BY: without statistics SQLite prefers scanning the whole table in id
+            # order (no sort) to seeking the last day (measured: 96 ms vs 6 ms at 1M rows)
+            "SELECT alarm_id, at FROM alarm_transitions INDEXED BY alarm_transitions_at "
+            "WHERE at >= ? AND to_state = ? AND from_state IN (?, ?, ?) ORDER BY id", (since, AlarmState.ACTIVE_UNACK.value,
                                                          AlarmState.NORMAL.value,
                                                          AlarmState.RTN_UNACK.value,
                                                          AlarmState.LATCHED.value))
