@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=5000, help="readings per write (batch_max)")
     p.add_argument("--import-series", type=int, default=20_000,
                    help="series per bulk-import transaction (one day each)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes that encode the bulk import's chunks (default 2)")
     p.add_argument("--outbox", action="store_true", help="also fill the InfluxDB outbox")
     p.add_argument("--dir", type=Path, default=None, help="where to put the database "
                    "(default: a temporary folder, deleted afterwards)")
@@ -172,7 +174,7 @@ def bulk(store: TelemetryStore, series: list[tuple[str, str, Series]], a: argpar
                                     s.values(n, rng))
 
             t = time.perf_counter()
-            points += store.import_runs_sync(runs())
+            points += store.import_runs_sync(runs(), workers=a.workers)
             busy += time.perf_counter() - t
         day_start = day_end
         now = time.perf_counter()

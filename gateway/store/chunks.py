@@ -164,7 +164,8 @@ def decimal_scale(values: Sequence[float]) -> tuple[int, list[int]] | None:
 # -- columns -------------------------------------------------------------------------------
 
 
-def _encode_column(values: Sequence[Any]) -> tuple[int, int, bytes]:
+def _encode_column(values: Sequence[Any], scaled: tuple[int, Sequence[int]] | None = None
+                   ) -> tuple[int, int, bytes]:
     kinds = set(map(type, values))
     if kinds == {int}:
         if min(values) == max(values):
@@ -175,7 +176,7 @@ def _encode_column(values: Sequence[Any]) -> tuple[int, int, bytes]:
         if packed is not None:
             return COL_INT, 0, packed
     elif kinds == {float}:
-        found = decimal_scale(values)
+        found = scaled if scaled is not None else decimal_scale(values)
         if found is not None:
             packed = _pack_ints(_deltas(found[1]))
             if packed is not None:
@@ -214,8 +215,13 @@ def _decode_column(kind: int, param: int, payload: bytes, n: int) -> list[Any]:
     raise ChunkFormatError(f"unknown column kind {kind}")
 
 
-def encode_columns(ts: Sequence[int], columns: Sequence[Sequence[Any]]) -> bytes:
+def encode_columns(ts: Sequence[int], columns: Sequence[Sequence[Any]], *,
+                   scaled: dict[int, tuple[int, Sequence[int]]] | None = None) -> bytes:
     """One blob for instants ``ts`` (ms, strictly increasing) and parallel value columns.
+
+    ``scaled`` maps a column's index to what ``decimal_scale`` returned for exactly that
+    column's values, when the caller has it already (a compaction computes it for the
+    rollups), so the values are not scaled twice.
 
     Raises:
         ValueError: ``ts`` empty, not strictly increasing, or a column of another length.
@@ -241,8 +247,8 @@ def encode_columns(ts: Sequence[int], columns: Sequence[Sequence[Any]]) -> bytes
         parts.append(_SECTION.pack(0, 0, len(packed)))
         parts.append(packed)
     parts.append(bytes((len(columns),)))
-    for column in columns:
-        kind, param, payload = _encode_column(column)
+    for index, column in enumerate(columns):
+        kind, param, payload = _encode_column(column, scaled.get(index) if scaled else None)
         parts.append(_SECTION.pack(kind, param, len(payload)))
         parts.append(payload)
     return bytes((VERSION,)) + zlib.compress(b"".join(parts), ZLIB_LEVEL)

@@ -45,7 +45,7 @@ from gateway.store.rollup import (
     numeric_run,
 )
 
-__all__ = ["CHUNK_MS", "ChunkBatch", "CHUNK_SCHEMA", "DAY_MS", "SERIES_BITS", "chunk_key", "merge_series",
+__all__ = ["CHUNK_MS", "ChunkBatch", "encode_fresh", "span_is_empty", "CHUNK_SCHEMA", "DAY_MS", "SERIES_BITS", "chunk_key", "merge_series",
            "points_in", "rollup_buckets_in", "ts_in_chunk"]
 
 CHUNK_MS = 3_600_000
@@ -111,29 +111,44 @@ def _merge_points(old_ts: list[int], old_cols: list[list[Any]], ts: Sequence[int
     return mt, mv, mq, add_t, add_v, add_q
 
 
+Rows = dict[str, dict[int, tuple[Any, ...]]]
+
+
 class ChunkBatch:
     """The chunk rows one transaction writes, kept in memory and written in key order by
-    ``flush``; ``blob`` sees rows put earlier in the same batch."""
+    ``flush``; ``blob`` sees rows put earlier in the same batch. Without a connection it
+    starts from empty tables (what a bulk import into an empty span does in a worker
+    process; ``rows`` is then its whole result)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection | None) -> None:
         self.conn = conn
-        self._rows: dict[str, dict[int, tuple[Any, ...]]] = {
-            "chunks": {}, "rollup_1m_chunks": {}, "rollup_1h_chunks": {}}
+        self.rows: Rows = {"chunks": {}, "rollup_1m_chunks": {}, "rollup_1h_chunks": {}}
 
     def blob(self, table: str, key: int) -> bytes | None:
-        row = self._rows[table].get(key)
+        row = self.rows[table].get(key)
         if row is not None:
             return row[-1]  # type: ignore[no-any-return]
+        if self.conn is None:
+            return None
         got = self.conn.execute(f"SELECT blob FROM {table} WHERE key = ?",  # noqa: S608
                                 (key,)).fetchone()
         return None if got is None else got[0]  # type: ignore[no-any-return]
 
+    def absorb(self, rows: Rows) -> bool:
+        """Take another batch's rows, unless one has a key this batch holds (False)."""
+        if any(not self.rows[t].keys().isdisjoint(r) for t, r in rows.items()):
+            return False
+        for table, got in rows.items():
+            self.rows[table].update(got)
+        return True
+
     def put(self, table: str, row: tuple[Any, ...]) -> None:
         """``row`` is the table's columns in order, key first and blob last."""
-        self._rows[table][row[0]] = row
+        self.rows[table][row[0]] = row
 
     def flush(self) -> None:
-        for table, rows in self._rows.items():
+        assert self.conn is not None, "a batch without a connection cannot be flushed"  # noqa: S101
+        for table, rows in self.rows.items():
             if rows:
                 marks = ", ".join("?" * len(next(iter(rows.values()))))
                 self.conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})",  # noqa: S608
@@ -168,35 +183,50 @@ def merge_series(batch: ChunkBatch, series_id: int, ts: Sequence[int],
     Runs inside the caller's transaction (compaction deletes the head rows in the same one);
     the caller flushes ``batch`` before committing.
     """
-    added_t: list[int] = []
-    added_v: list[Any] = []
-    added_q: list[int] = []
     n = len(ts)
-    i = 0
-    while i < n:
-        start = ts[i] - ts[i] % CHUNK_MS
-        j = bisect_left(ts, start + CHUNK_MS, i)
-        key = chunk_key(start, CHUNK_MS, series_id)
-        old = batch.blob("chunks", key)
-        if old is None:
-            mt, mv, mq = list(ts[i:j]), list(values[i:j]), list(qualities[i:j])
-            at, av, aq = mt, mv, mq
-        else:
-            old_ts, old_cols = decode_columns(old)
-            mt, mv, mq, at, av, aq = _merge_points(old_ts, old_cols, ts[i:j], values[i:j],
-                                                   qualities[i:j])
-        if at:
-            batch.put("chunks", (key, series_id, start, mt[0], mt[-1], len(mt),
-                                 encode_columns(mt, [mv, mq])))
-            added_t += at
-            added_v += av
-            added_q += aq
-        i = j
-    run = numeric_run(added_t, added_v, added_q)
+    bounds = [0]
+    while bounds[-1] < n:
+        i = bounds[-1]
+        bounds.append(bisect_left(ts, ts[i] - ts[i] % CHUNK_MS + CHUNK_MS, i))
+    hours = list(zip(bounds[:-1], bounds[1:]))
+    keys = [chunk_key(ts[i] - ts[i] % CHUNK_MS, CHUNK_MS, series_id) for i, _ in hours]
+    olds = [batch.blob("chunks", key) for key in keys]
+    if not any(olds):
+        # the usual case, and a bulk import's: every point is new; the rollups' scaling of
+        # the values is reused for the chunks
+        run = numeric_run(ts, values, qualities)
+        fresh = run.exact is not None and run.ts is ts and type(values[0]) is float
+        for (i, j), key in zip(hours, keys, strict=True):
+            hint = {0: (run.scale, run.exact[i:j])} if fresh else None  # type: ignore[index]
+            start = ts[i] - ts[i] % CHUNK_MS
+            batch.put("chunks", (key, series_id, start, ts[i], ts[j - 1], j - i, encode_columns(
+                ts[i:j], [values[i:j], qualities[i:j]], scaled=hint)))
+        added = n
+    else:
+        added_t: list[int] = []
+        added_v: list[Any] = []
+        added_q: list[int] = []
+        for (i, j), key, old in zip(hours, keys, olds, strict=True):
+            start = ts[i] - ts[i] % CHUNK_MS
+            if old is None:
+                mt, mv, mq = list(ts[i:j]), list(values[i:j]), list(qualities[i:j])
+                at, av, aq = mt, mv, mq
+            else:
+                old_ts, old_cols = decode_columns(old)
+                mt, mv, mq, at, av, aq = _merge_points(old_ts, old_cols, ts[i:j], values[i:j],
+                                                       qualities[i:j])
+            if at:
+                batch.put("chunks", (key, series_id, start, mt[0], mt[-1], len(mt),
+                                     encode_columns(mt, [mv, mq])))
+                added_t += at
+                added_v += av
+                added_q += aq
+        run = numeric_run(added_t, added_v, added_q)
+        added = len(added_t)
     if run.ts:
         for table, span, size in ROLLUP_TABLES.values():
             _merge_rollups(batch, series_id, bucketize(run, size), table, span)
-    return len(added_t)
+    return added
 
 
 def _blobs(conn: sqlite3.Connection, table: str, series_id: int, span_ms: int, lo_ms: int,
@@ -255,3 +285,24 @@ def ts_in_chunk(conn: sqlite3.Connection, series_id: int, start_ms: int) -> froz
     row = conn.execute("SELECT blob FROM chunks WHERE key = ?",
                        (chunk_key(start_ms, CHUNK_MS, series_id),)).fetchone()
     return frozenset() if row is None else frozenset(decode_columns(row[0])[0])
+
+
+def encode_fresh(series_id: int, ts: Sequence[int], values: Sequence[Any],
+                 qualities: Sequence[int]) -> tuple[int, Rows]:
+    """``merge_series`` into empty tables: the rows a series' points make on their own.
+    Picklable, so a bulk import can run it in worker processes."""
+    batch = ChunkBatch(None)
+    added = merge_series(batch, series_id, ts, values, qualities)
+    return added, batch.rows
+
+
+def span_is_empty(conn: sqlite3.Connection, first_ms: int, last_ms: int) -> bool:
+    """No chunk of any series, of any table, covers an instant in [first_ms, last_ms]."""
+    for table, span in (("chunks", CHUNK_MS), ("rollup_1m_chunks", CHUNK_MS),
+                        ("rollup_1h_chunks", DAY_MS)):
+        lo = (first_ms // span) << SERIES_BITS
+        hi = (last_ms // span + 1) << SERIES_BITS
+        if conn.execute(f"SELECT 1 FROM {table} WHERE key >= ? AND key < ? "  # noqa: S608
+                        "LIMIT 1", (lo, hi)).fetchone() is not None:
+            return False
+    return True

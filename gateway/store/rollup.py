@@ -18,6 +18,7 @@ values themselves.
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -170,14 +171,14 @@ def bucketize(run: NumericRun, size_ms: int) -> BucketColumns:
     if not ts:
         return BucketColumns([], [], [], [], [])
     bounds = _bounds(ts, size_ms)
-    pairs = list(zip(bounds[:-1], bounds[1:]))
-    segs = [values[i:j] for i, j in pairs]
-    starts = [ts[i] - ts[i] % size_ms for i, _ in pairs]
-    counts = [j - i for i, j in pairs]
+    slices = list(map(slice, bounds[:-1], bounds[1:]))
+    segs = list(map(values.__getitem__, slices))
+    starts = [ts[i] - ts[i] % size_ms for i in bounds[:-1]]
+    counts = list(map(operator.sub, bounds[1:], bounds[:-1]))
     if exact is None:
         sums: list[Number] = list(map(sum, segs))
     else:
-        totals = [sum(exact[i:j]) for i, j in pairs]
+        totals = list(map(sum, map(exact.__getitem__, slices)))
         if run.scale == 0 and type(values[0]) is int:
             sums = totals  # type: ignore[assignment]
         else:

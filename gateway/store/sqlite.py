@@ -40,7 +40,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
@@ -60,9 +60,11 @@ from gateway.store.chunkstore import (
     CHUNK_MS,
     CHUNK_SCHEMA,
     ChunkBatch,
+    encode_fresh,
     merge_series,
     points_in,
     rollup_buckets_in,
+    span_is_empty,
     ts_in_chunk,
 )
 from gateway.store.rollup import (
@@ -121,6 +123,7 @@ OUTBOX_CURSOR = "outbox.acked"
 HEAD_WATERMARK = "head.compacted_before_ms"
 SLOT_MS = 10_000  # points_head's first key: ts_ms // SLOT_MS
 WRITER_CACHE_KIB = 32 * 1024
+IMPORT_JOBS = 256  # runs handed to the worker processes at a time by a bulk import
 OLD_LAYOUT = ("{path}: 这是旧版遥测存储格式（每个读数一行的 points 表），本版本不再读取；"
               "请停止网关，将该文件移走（或删除，其中的历史读数将不再可查），再启动网关，"
               "网关会新建压缩格式的存储。 / "
@@ -379,11 +382,14 @@ class TelemetryStore:
         self.last_compaction_s = time.perf_counter() - started
         return moved
 
-    def import_runs_sync(self, runs: Iterable[SeriesRun]) -> int:
+    def import_runs_sync(self, runs: Iterable[SeriesRun], *, workers: int = 1) -> int:
         """Bulk import: merge runs of points straight into chunks and rollups, in one
         transaction, with the code compaction uses (so the chunks are the same as if the
         points had come through ``write``). Returns the points added. ``runs`` may be a
-        generator: only the encoded chunks are kept until the commit.
+        generator: only the encoded chunks are kept until the commit. With ``workers`` > 1
+        the runs into a span that holds no chunk yet are encoded by ``chunkstore.encode_fresh``
+        (``merge_series`` into empty tables) in that many worker processes; the rows are
+        the same.
 
         For loading history (the benchmark's earlier days, a migration): the points do
         **not** go to the InfluxDB outbox. Every point must be older than everything in the
@@ -393,9 +399,12 @@ class TelemetryStore:
         Raises:
             StoreError: a point not older than the head's oldest row, or a database error.
         """
-        return self._writer.call(self._import_sync, runs)
+        if workers <= 1:
+            return self._writer.call(self._import_sync, runs, None)
+        with ProcessPoolExecutor(workers) as pool:
+            return self._writer.call(self._import_sync, runs, pool)
 
-    def _import_sync(self, runs: Iterable[SeriesRun]) -> int:
+    def _import_sync(self, runs: Iterable[SeriesRun], pool: ProcessPoolExecutor | None) -> int:
         conn = self._conn
         row = conn.execute("SELECT min(ts_ms) FROM points_head WHERE slot = "
                            "(SELECT min(slot) FROM points_head)").fetchone()
@@ -406,6 +415,22 @@ class TelemetryStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             batch = ChunkBatch(conn)
+            pending: list[tuple[int, Sequence[int], Sequence[Any], list[int]]] = []
+            empty: dict[tuple[int, int], bool] = {}
+
+            def drain() -> int:
+                n = 0
+                assert pool is not None  # noqa: S101
+                jobs = [pool.submit(encode_fresh, *args) for args in pending]
+                for args, job in zip(pending, jobs, strict=True):
+                    got, rows = job.result()
+                    if batch.absorb(rows):
+                        n += got
+                    else:  # the same series twice in this import: merge in order
+                        n += merge_series(batch, *args)
+                pending.clear()
+                return n
+
             for run in runs:
                 count += 1
                 if not run.ts_ms:
@@ -422,7 +447,15 @@ class TelemetryStore:
                     values = [int(v) if type(v) is bool else v for v in values]
                 quals = ([0] * len(values) if run.qualities is None
                          else [QUALITY_CODE[q] for q in run.qualities])
-                added += merge_series(batch, sid, run.ts_ms, values, quals)
+                span = (run.ts_ms[0], last)
+                if pool is not None and empty.setdefault(span, span_is_empty(conn, *span)):
+                    pending.append((sid, run.ts_ms, values, quals))
+                    if len(pending) >= IMPORT_JOBS:
+                        added += drain()
+                else:
+                    added += merge_series(batch, sid, run.ts_ms, values, quals)
+            if pending:
+                added += drain()
             batch.flush()
             watermark = max(self._watermark, newest + 1)
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
