@@ -234,7 +234,11 @@ class TelemetryStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = SingleWriter("store.telemetry")
         self._series: dict[tuple[str, str], int] = {}
-        self._conn: sqlite3.Connection = self._writer.call(self._open)
+        try:
+            self._conn: sqlite3.Connection = self._writer.call(self._open)
+        except BaseException:
+            self._writer.close()
+            raise
         self._read_local = threading.local()
         self.points_written = 0
         self.batches_written = 0

@@ -69,3 +69,43 @@ async def test_head_maintain_flushes_a_quiet_head(make_store, tmp_path):
     assert tables(tmp_path / "telemetry.db") == (20, 0)
     assert [p.value for p in store.history_sync("d", "m", T0, T0 + 3600)] == \
         [float(i) for i in range(20)]
+
+
+async def test_head_compaction_merges_late_reading_into_its_chunk(make_store, tmp_path):
+    store = make_store()
+    await store.write(series(200))  # the first windows are compacted
+    assert await store.write([Reading("d", "m", -1.0, T0 + 5)]) == 1  # late, new instant
+    await store.maintain(T0 + 3 * 3600)  # compacts it into the existing chunk
+    assert tables(tmp_path / "telemetry.db") == (201, 0)
+    conn = sqlite3.connect(tmp_path / "telemetry.db")
+    try:
+        (count, first, last), = conn.execute("SELECT count, first_ms, last_ms FROM chunks")
+    finally:
+        conn.close()
+    assert (count, first, last) == (201, round(T0 * 1000), round(T0 * 1000) + 1_990_000)
+    got = store.history_sync("d", "m", T0, T0 + 20)
+    assert [(p.at - T0, p.value) for p in got] == [(0, 0.0), (5, -1.0), (10, 1.0), (20, 2.0)]
+    # the rollups now come from the chunks alone and count the late reading once
+    (b,) = store.history_auto_sync("d", "m", T0, T0 + 59, resolution="1m").buckets
+    assert (b.count, b.min) == (7, -1.0)
+    assert await store.write([Reading("d", "m", -1.0, T0 + 5)]) == 0  # and only once
+
+
+async def test_head_open_refuses_old_row_per_point_layout(tmp_path):
+    import pytest
+
+    from gateway.errors import StoreError
+    from gateway.store.sqlite import TelemetryStore
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE points (series_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, "
+                 "value, quality INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (series_id, ts_ms)) "
+                 "WITHOUT ROWID")
+    conn.close()
+    with pytest.raises(StoreError) as err:
+        TelemetryStore(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: 这是旧版遥测存储格式")
+    assert f"{path}: this telemetry database has the old layout" in text
+    assert "move the file away" in text
