@@ -29,7 +29,7 @@ and 1-hour rollups, and ``auto``; prints a table beside the old row-per-point la
 machine and extrapolated from a 0.05-day run) and writes JSON to ``--out``.
 
     python bench/store.py --days 1 --devices 200     # about a minute
-    python bench/store.py                             # the full size (about an hour here)
+    python bench/store.py                             # the full size (2-3 hours on a busy 2-vCPU VM)
 """
 
 from __future__ import annotations
