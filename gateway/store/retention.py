@@ -5,14 +5,19 @@ Two mechanisms, both run on the store's writer thread and both counted:
 * **Retention by age** (``apply_retention``): raw points older than ``raw_keep_s``, 1-minute
   rollups older than ``minute_keep_s``, 1-hour rollups older than ``hour_keep_s``, and
   InfluxDB outbox rows older than ``raw_keep_s`` (an outage longer than raw retention loses
-  its oldest backlog; that is counted as ``outbox_expired``).
+  its oldest backlog; that is counted as ``outbox_expired``). Chunks go whole: a chunk of
+  raw points or of 1-minute buckets (an hour) is deleted once all of its hour is older than
+  the cutoff, a chunk of 1-hour buckets once all of its day is; so data is kept up to one
+  hour (one day for 1-hour buckets) longer than asked, never shorter. Head rows older than
+  the raw cutoff are deleted one by one.
 * **The size budget** (``max_bytes``, the used pages of the telemetry database). When a
   write leaves the database over budget, ``on_full`` decides:
 
-  - ``prune_oldest`` (default): delete the oldest hour of raw points (and outbox rows of
-    that hour), again and again until the database is under ``low_water`` × budget; only
-    when nothing but the newest hour of raw points is left, the oldest rollups go
-    (1-minute first, then 1-hour). The newest data always gets in.
+  - ``prune_oldest`` (default): delete the oldest hour of raw points (its chunks, head rows
+    and the outbox rows of that hour), again and again until the database is under
+    ``low_water`` × budget; only when nothing but the newest hour of raw points is left,
+    the oldest rollups go (1-minute hours first, then 1-hour days). The newest data always
+    gets in.
   - ``drop_new``: refuse new batches while over budget (counted as ``points_dropped_full``)
     and keep history as it is; age-based retention frees space again.
 
@@ -25,6 +30,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from gateway.store.chunkstore import CHUNK_MS, DAY_MS, SERIES_BITS
 from gateway.store.rollup import ResolutionPolicy
 
 if TYPE_CHECKING:
@@ -92,20 +98,29 @@ def used_bytes(conn: sqlite3.Connection) -> int:
     return int(page_size * (pages - free))
 
 
-def _delete_before(conn: sqlite3.Connection, table: str, column: str, cutoff_ms: int) -> int:
-    # Raw points are keyed series first: ``series_id IN (...)`` lets SQLite seek each
-    # series' range on the primary key instead of scanning the table for an old ts_ms.
-    # Rollups are keyed time first (a contiguous range); the outbox is scanned in seq order
-    # (its rows are roughly in time order, and it is small unless the sink is down).
-    if table == "points_head":  # keyed (slot, series_id, ts_ms); slot = ts_ms // 10 s
-        return conn.execute("DELETE FROM points_head WHERE slot <= ? AND ts_ms < ?",
-                            (cutoff_ms // 10_000, cutoff_ms)).rowcount
-    if table != "points":
-        sql = f"DELETE FROM {table} WHERE {column} < ?"  # noqa: S608
-    else:
-        sql = (f"DELETE FROM {table} WHERE series_id IN (SELECT id FROM series) "  # noqa: S608
-               f"AND {column} < ?")
-    return conn.execute(sql, (cutoff_ms,)).rowcount
+# table → span of one chunk (the unit retention and the budget delete)
+CHUNK_SPAN = {"chunks": CHUNK_MS, "rollup_1m_chunks": CHUNK_MS, "rollup_1h_chunks": DAY_MS}
+
+
+def _delete_chunks_before(conn: sqlite3.Connection, table: str, cutoff_ms: int) -> int:
+    """Delete the chunks whose whole span is older than ``cutoff_ms``; returns the points
+    (buckets) they held. Keyed time first (``chunkstore``): one contiguous range."""
+    first_kept = (cutoff_ms // CHUNK_SPAN[table]) << SERIES_BITS
+    row = conn.execute(f"SELECT coalesce(sum(count), 0) FROM {table} "  # noqa: S608
+                       "WHERE key < ?", (first_kept,)).fetchone()
+    conn.execute(f"DELETE FROM {table} WHERE key < ?", (first_kept,))  # noqa: S608
+    return int(row[0])
+
+
+def _delete_head_before(conn: sqlite3.Connection, cutoff_ms: int) -> int:
+    # keyed (slot, series_id, ts_ms); slot = ts_ms // 10 s
+    return conn.execute("DELETE FROM points_head WHERE slot <= ? AND ts_ms < ?",
+                        (cutoff_ms // 10_000, cutoff_ms)).rowcount
+
+
+def _delete_outbox_before(conn: sqlite3.Connection, cutoff_ms: int) -> int:
+    # scanned in seq order (rows are roughly in time order, and few unless the sink is down)
+    return conn.execute("DELETE FROM outbox WHERE ts_ms < ?", (cutoff_ms,)).rowcount
 
 
 def _has_outbox(conn: sqlite3.Connection) -> bool:
@@ -120,12 +135,11 @@ def apply_retention(conn: sqlite3.Connection, policy: TelemetryPolicy, now: floa
 
     conn.execute("BEGIN IMMEDIATE")
     try:
-        points = _delete_before(conn, "points", "ts_ms", cutoff(policy.raw_keep_s)) + \
-            _delete_before(conn, "points_head", "ts_ms", cutoff(policy.raw_keep_s))
-        m1 = _delete_before(conn, "rollup_1m", "bucket_ms", cutoff(policy.minute_keep_s))
-        h1 = _delete_before(conn, "rollup_1h", "bucket_ms", cutoff(policy.hour_keep_s))
-        outbox = (_delete_before(conn, "outbox", "ts_ms", cutoff(policy.raw_keep_s))
-                  if _has_outbox(conn) else 0)
+        raw = cutoff(policy.raw_keep_s)
+        points = _delete_chunks_before(conn, "chunks", raw) + _delete_head_before(conn, raw)
+        m1 = _delete_chunks_before(conn, "rollup_1m_chunks", cutoff(policy.minute_keep_s))
+        h1 = _delete_chunks_before(conn, "rollup_1h_chunks", cutoff(policy.hour_keep_s))
+        outbox = _delete_outbox_before(conn, raw) if _has_outbox(conn) else 0
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -134,40 +148,26 @@ def apply_retention(conn: sqlite3.Connection, policy: TelemetryPolicy, now: floa
                              outbox_expired=outbox, used_bytes=used_bytes(conn))
 
 
-def _oldest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
-    if table == "points":  # raw points live in the head too
-        found = [v for v in (_oldest(conn, "points_head", "ts_ms"),
-                             _oldest(conn, "raw_points", "ts_ms")) if v is not None]
-        return min(found) if found else None
-    if table == "points_head":
-        row = conn.execute("SELECT min(ts_ms) FROM points_head WHERE slot = "
-                           "(SELECT min(slot) FROM points_head)").fetchone()
-        return None if row[0] is None else int(row[0])
-    if table != "raw_points":  # keyed time first
-        row = conn.execute(f"SELECT min({column}) FROM {table}").fetchone()  # noqa: S608
-        return None if row[0] is None else int(row[0])
-    row = conn.execute(
-        f"SELECT min((SELECT {column} FROM points t WHERE t.series_id = s.id "  # noqa: S608
-        f"ORDER BY {column} LIMIT 1)) FROM series s").fetchone()
+def _head_edge(conn: sqlite3.Connection, fn: str) -> int | None:
+    row = conn.execute(f"SELECT {fn}(ts_ms) FROM points_head WHERE slot = "  # noqa: S608
+                       f"(SELECT {fn}(slot) FROM points_head)").fetchone()
     return None if row[0] is None else int(row[0])
 
 
-def _newest(conn: sqlite3.Connection, table: str, column: str) -> int | None:
-    if table == "points":  # raw points live in the head too
-        found = [v for v in (_newest(conn, "points_head", "ts_ms"),
-                             _newest(conn, "raw_points", "ts_ms")) if v is not None]
-        return max(found) if found else None
-    if table == "points_head":
-        row = conn.execute("SELECT max(ts_ms) FROM points_head WHERE slot = "
-                           "(SELECT max(slot) FROM points_head)").fetchone()
-        return None if row[0] is None else int(row[0])
-    if table != "raw_points":  # keyed time first
-        row = conn.execute(f"SELECT max({column}) FROM {table}").fetchone()  # noqa: S608
-        return None if row[0] is None else int(row[0])
-    row = conn.execute(
-        f"SELECT max((SELECT {column} FROM points t WHERE t.series_id = s.id "  # noqa: S608
-        f"ORDER BY {column} DESC LIMIT 1)) FROM series s").fetchone()
-    return None if row[0] is None else int(row[0])
+def _chunk_edge(conn: sqlite3.Connection, table: str, fn: str) -> int | None:
+    """The start of the oldest (``min``) or newest (``max``) chunk of ``table``."""
+    row = conn.execute(f"SELECT {fn}(key) FROM {table}").fetchone()  # noqa: S608
+    if row[0] is None:
+        return None
+    return (int(row[0]) >> SERIES_BITS) * CHUNK_SPAN[table]
+
+
+def _edge(conn: sqlite3.Connection, table: str, fn: str) -> int | None:
+    found = [v for v in (_chunk_edge(conn, table, fn),
+                         _head_edge(conn, fn) if table == "chunks" else None) if v is not None]
+    if not found:
+        return None
+    return min(found) if fn == "min" else max(found)
 
 
 def prune_for_space(conn: sqlite3.Connection, policy: TelemetryPolicy) -> MaintenanceReport:
@@ -184,12 +184,11 @@ def prune_for_space(conn: sqlite3.Connection, policy: TelemetryPolicy) -> Mainte
     points = outbox = rollups = 0
     outbox_exists = _has_outbox(conn)
     used = used_bytes(conn)
-    for table, column, step in (("points", "ts_ms", HOUR_MS),
-                                ("rollup_1m", "bucket_ms", HOUR_MS),
-                                ("rollup_1h", "bucket_ms", 24 * HOUR_MS)):
-        newest = _newest(conn, table, column)
+    for table, step in (("chunks", HOUR_MS), ("rollup_1m_chunks", HOUR_MS),
+                        ("rollup_1h_chunks", 24 * HOUR_MS)):
+        newest = _edge(conn, table, "max")
         while used > target:
-            oldest = _oldest(conn, table, column)
+            oldest = _edge(conn, table, "min")
             if oldest is None or newest is None:
                 break
             cutoff = oldest - oldest % step + step
@@ -197,12 +196,12 @@ def prune_for_space(conn: sqlite3.Connection, policy: TelemetryPolicy) -> Mainte
                 break  # the newest step of each kind stays, whatever the budget says
             conn.execute("BEGIN IMMEDIATE")
             try:
-                n = _delete_before(conn, table, column, cutoff)
-                if table == "points":
-                    n += _delete_before(conn, "points_head", "ts_ms", cutoff)
+                n = _delete_chunks_before(conn, table, cutoff)
+                if table == "chunks":
+                    n += _delete_head_before(conn, cutoff)
                     points += n
                     if outbox_exists:
-                        outbox += _delete_before(conn, "outbox", "ts_ms", cutoff)
+                        outbox += _delete_outbox_before(conn, cutoff)
                 else:
                     rollups += n
                 conn.execute("COMMIT")

@@ -1,32 +1,37 @@
-"""Downsampled rollups (1-minute and 1-hour min/max/avg/count) and the choice of resolution.
+"""Downsampled rollups (1-minute and 1-hour min/max/avg/count): how buckets are computed
+from points and merged, and the choice of resolution; pure (the tables are in
+``chunkstore.py``).
 
-Rollups are kept by SQLite triggers on ``points_head``, where new readings land (see
-``sqlite.py``; moving rows on to ``points`` fires nothing): a trigger fires only for a row
-that was really inserted (``INSERT OR IGNORE`` skipping a redelivered reading fires nothing), and it
-runs inside the batch's transaction, so a rollup can never disagree with the raw points it
-was built from, not even after a SIGKILL between two batches. Only numeric values of
-quality good or uncertain are rolled up (booleans count as 0/1; text is skipped).
+Rollups are computed when the head is compacted into chunks, from exactly the points that
+compaction adds (a duplicate that compaction drops is not counted), in the same transaction
+(``chunkstore.merge_series``): a rollup can never disagree with the chunks it was built
+from, not even after a SIGKILL. Points still in the head are aggregated when a query asks
+(``TelemetryStore.history_auto_sync``). Only numeric values of quality good or uncertain are
+rolled up (booleans count as 0/1; text is skipped).
 
-The tables keep ``sum`` rather than the average, so a bucket can keep growing; the average
-is ``sum / count`` when read.
-
-Rollups are keyed **time first**, ``(bucket_ms, series_id)``, unlike raw points: the
-current minute's and hour's buckets of every series then sit side by side at the end of the
-b-tree, so a batch dirties a handful of pages there instead of one page per series (on an
-SD card that is the difference between ~1 and ~3 page writes per point). A query for one
-series walks its bucket starts (a generated series of instants) and seeks each one, which
-costs one b-tree lookup per bucket: about 360 for 15 days of hours. Retention deletes a
-contiguous range.
+Buckets keep the ``sum`` rather than the average, so a bucket can keep growing; the
+average is ``sum / count`` when read. When every value is a short decimal (what sensors
+send), sums are added as scaled integers, so a bucket's sum is the exact decimal sum
+(``0.1 + 0.2`` is stored as ``0.3``): that keeps the sum column as compressible as the
+values themselves.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import operator
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
-__all__ = ["ROLLUP_SCHEMA", "Bucket", "Resolution", "ResolutionPolicy", "buckets_sync",
-           "choose_resolution"]
+from gateway.store.chunks import decimal_scale
+
+__all__ = ["BUCKET_MS", "Bucket", "BucketColumns", "NumericRun", "Resolution",
+           "ResolutionPolicy", "add_sums", "bucketize", "choose_resolution", "merge_buckets",
+           "numeric_run"]
+
+Number = int | float
 
 
 class Resolution(StrEnum):
@@ -36,44 +41,6 @@ class Resolution(StrEnum):
 
 
 BUCKET_MS = {Resolution.MINUTE: 60_000, Resolution.HOUR: 3_600_000}
-TABLE = {Resolution.MINUTE: "rollup_1m", Resolution.HOUR: "rollup_1h"}
-
-# quality codes 0 (good) and 1 (uncertain) are rolled up; see sqlite.QUALITY_CODE
-ROLLUP_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rollup_1m (
-    bucket_ms INTEGER NOT NULL,
-    series_id INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    sum REAL NOT NULL,
-    min REAL NOT NULL,
-    max REAL NOT NULL,
-    PRIMARY KEY (bucket_ms, series_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_1h (
-    bucket_ms INTEGER NOT NULL,
-    series_id INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    sum REAL NOT NULL,
-    min REAL NOT NULL,
-    max REAL NOT NULL,
-    PRIMARY KEY (bucket_ms, series_id)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS points_rollup AFTER INSERT ON points_head
-WHEN NEW.quality <= 1 AND typeof(NEW.value) IN ('integer', 'real')
-BEGIN
-    INSERT INTO rollup_1m (series_id, bucket_ms, count, sum, min, max)
-    VALUES (NEW.series_id, NEW.ts_ms - (NEW.ts_ms % 60000), 1, NEW.value, NEW.value, NEW.value)
-    ON CONFLICT (bucket_ms, series_id) DO UPDATE SET
-        count = count + 1, sum = sum + excluded.sum,
-        min = min(min, excluded.min), max = max(max, excluded.max);
-    INSERT INTO rollup_1h (series_id, bucket_ms, count, sum, min, max)
-    VALUES (NEW.series_id, NEW.ts_ms - (NEW.ts_ms % 3600000), 1, NEW.value, NEW.value,
-            NEW.value)
-    ON CONFLICT (bucket_ms, series_id) DO UPDATE SET
-        count = count + 1, sum = sum + excluded.sum,
-        min = min(min, excluded.min), max = max(max, excluded.max);
-END;
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,20 +84,128 @@ def choose_resolution(start: float, end: float, now: float,
     return Resolution.HOUR
 
 
-def buckets_sync(conn: sqlite3.Connection, series_id: int, resolution: Resolution,
-                 start: float, end: float, limit: int) -> list[Bucket]:
-    """Buckets of one series whose start lies in [start aligned down, end]."""
-    size = BUCKET_MS[resolution]
-    lo = round(start * 1000)
-    lo -= lo % size
-    hi = round(end * 1000)
-    if hi < lo:
-        return []
-    # one primary-key seek per bucket start (the table is keyed time first)
-    cur = conn.execute(
-        "WITH RECURSIVE b(t) AS (SELECT ? UNION ALL SELECT t + ? FROM b WHERE t + ? <= ?) "
-        f"SELECT r.bucket_ms, r.count, r.sum, r.min, r.max FROM b "  # noqa: S608
-        f"JOIN {TABLE[resolution]} r ON r.bucket_ms = b.t AND r.series_id = ? "
-        "ORDER BY r.bucket_ms LIMIT ?",
-        (lo, size, size, hi, series_id, limit))
-    return [Bucket(b / 1000.0, n, lo_v, hi_v, s / n) for b, n, s, lo_v, hi_v in cur]
+@dataclass(frozen=True, slots=True)
+class NumericRun:
+    """The points of one series a rollup counts, in time order.
+
+    ``exact`` holds ``values`` × 10**``scale`` as integers when every value is a short
+    decimal (or an integer, scale 0), else None.
+    """
+
+    ts: Sequence[int]
+    values: Sequence[Number]
+    exact: Sequence[int] | None
+    scale: int
+
+
+@dataclass(frozen=True, slots=True)
+class BucketColumns:
+    """Buckets as parallel columns (the shape a rollup chunk stores): bucket start (ms),
+    count, sum, min, max."""
+
+    starts: list[int]
+    counts: list[int]
+    sums: list[Number]
+    mins: list[Number]
+    maxs: list[Number]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def rows(self) -> list[tuple[int, int, Number, Number, Number]]:
+        return list(zip(self.starts, self.counts, self.sums, self.mins, self.maxs, strict=True))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[int, int, Number, Number, Number]]) \
+            -> BucketColumns:
+        if not rows:
+            return cls([], [], [], [], [])
+        s, c, t, lo, hi = map(list, zip(*rows, strict=True))
+        return cls(s, c, t, lo, hi)
+
+
+def numeric_run(ts: Sequence[int], values: Sequence[object],
+                qualities: Sequence[int]) -> NumericRun:
+    """The points a rollup counts: numbers (booleans as 0/1) of quality code 0 or 1."""
+    kinds = set(map(type, values))
+    if kinds <= {int, float} and (not qualities or max(qualities) <= 1):
+        t, v = ts, values
+    else:
+        keep = [i for i, (x, q) in enumerate(zip(values, qualities, strict=True))
+                if q <= 1 and type(x) in (int, float, bool)]
+        t = [ts[i] for i in keep]
+        v = [int(x) if type(x) is bool else x for x in (values[i] for i in keep)]
+        kinds = set(map(type, v))
+    if kinds == {int}:
+        return NumericRun(t, v, v, 0)  # type: ignore[arg-type]
+    floats = v if kinds == {float} else list(map(float, v))  # type: ignore[arg-type]
+    found = decimal_scale(floats)  # type: ignore[arg-type]
+    if found is None:
+        return NumericRun(t, floats, None, 0)  # type: ignore[arg-type]
+    return NumericRun(t, floats, found[1], found[0])  # type: ignore[arg-type]
+
+
+def _bounds(ts: Sequence[int], size_ms: int) -> list[int]:
+    """Indexes where each bucket starts in ``ts`` (sorted), and ``len(ts)`` at the end."""
+    n = len(ts)
+    step = ts[1] - ts[0] if n > 1 else size_ms
+    if n > 1 and 0 < step <= size_ms and size_ms % step == 0 \
+            and ts[-1] - ts[0] == step * (n - 1) \
+            and list(ts) == list(range(ts[0], ts[-1] + 1, step)):
+        # a regular cadence that divides the bucket: buckets are fixed strides of indexes
+        per = size_ms // step
+        first = -(-(size_ms - ts[0] % size_ms) // step)  # points before the next boundary
+        return [0, *range(min(first, n), n, per), n] if first < n else [0, n]
+    out = [0]
+    i = 0
+    while i < n:
+        start = ts[i] - ts[i] % size_ms
+        i = bisect_left(ts, start + size_ms, i)
+        out.append(i)
+    return out
+
+
+def bucketize(run: NumericRun, size_ms: int) -> BucketColumns:
+    """Aligned buckets of ``size_ms`` over ``run`` (a few C-level calls per bucket)."""
+    ts, values, exact = run.ts, run.values, run.exact
+    if not ts:
+        return BucketColumns([], [], [], [], [])
+    bounds = _bounds(ts, size_ms)
+    slices = list(map(slice, bounds[:-1], bounds[1:]))
+    segs = list(map(values.__getitem__, slices))
+    starts = [ts[i] - ts[i] % size_ms for i in bounds[:-1]]
+    counts = list(map(operator.sub, bounds[1:], bounds[:-1]))
+    if exact is None:
+        sums: list[Number] = list(map(sum, segs))
+    else:
+        totals = list(map(sum, map(exact.__getitem__, slices)))
+        if run.scale == 0 and type(values[0]) is int:
+            sums = totals  # type: ignore[assignment]
+        else:
+            sums = list(map(float(10 ** run.scale).__rtruediv__, totals))
+    return BucketColumns(starts, counts, sums, list(map(min, segs)), list(map(max, segs)))
+
+
+def add_sums(a: Number, b: Number) -> Number:
+    """``a + b``, exact for integers, and for short decimals the decimal sum (so that
+    0.1 + 0.2 stays 0.3 and the sum column stays compressible)."""
+    if type(a) is int and type(b) is int:
+        return a + b
+    return float(Decimal(repr(float(a))) + Decimal(repr(float(b))))
+
+
+def merge_buckets(old: BucketColumns, new: BucketColumns) -> BucketColumns:
+    """Buckets of both, by start; a bucket in both adds counts and sums, keeps min/max."""
+    if not len(old):
+        return new
+    if not len(new):
+        return old
+    if new.starts[0] > old.starts[-1]:
+        return BucketColumns(old.starts + new.starts, old.counts + new.counts,
+                             old.sums + new.sums, old.mins + new.mins, old.maxs + new.maxs)
+    merged = {row[0]: row for row in old.rows()}
+    for s, c, t, lo, hi in new.rows():
+        got = merged.get(s)
+        merged[s] = (s, c, t, lo, hi) if got is None else \
+            (s, got[1] + c, add_sums(got[2], t), min(got[3], lo), max(got[4], hi))
+    return BucketColumns.from_rows([merged[s] for s in sorted(merged)])

@@ -1,21 +1,16 @@
-"""The embedded time-series store: readings in SQLite, batched, compact, kept for 15 days.
+"""The embedded time-series store: readings in SQLite, batched, compressed, kept for 15 days.
 
-Layout: ``series`` names each (device, metric) once; ``points`` is keyed by
-(series_id, ts_ms) ``WITHOUT ROWID``, so a point costs its key and value and nothing else,
-and a redelivered reading (same device time) is ignored instead of stored twice.
-
-New readings do not go to ``points`` directly. Keyed series first, every batch would
-rewrite one leaf page per series it touches (measured: ~7.7 KB written per point for
-20,000 series, fatal on an SD card). They are appended to ``points_head``, keyed
-(slot, series_id, ts_ms) where ``slot`` is the reading's 10-second slot: a batch lands in
-the newest slot or two, a few dozen pages at the end of the b-tree, and a one-series query
-seeks each slot of the range (at most a few dozen, the head is short). Once the head holds more
-than two ``head_s`` windows, the rows older than the newest window are moved to ``points``
-in one transaction, sorted by series, so each series' leaf page is rewritten once per
-``head_s`` instead of once per reading. Queries read both tables. Everything older than the
-persisted watermark ``meta['head.compacted_before_ms']`` is in ``points``; a late reading
-older than the watermark is checked against ``points`` before it is accepted, so
-deduplication holds across both tables.
+Layout: ``series`` names each (device, metric) once. New readings land in ``points_head``, a
+row per point keyed (slot, series_id, ts_ms) where ``slot`` is the reading's 10-second slot:
+a batch fills a few dozen pages at the end of that b-tree, and a redelivered reading (same
+device time) is ignored instead of stored twice. Once the head holds more than two
+``head_s`` windows, the rows older than the newest window are **compacted**: each series'
+rows are merged into its hour chunk (``chunkstore.py``: one compressed blob per series per
+hour, ~0.5-2 bytes a point instead of ~35 for a row) and into its 1-minute and 1-hour
+rollup chunks, and deleted from the head, in one transaction. Queries read both. Everything
+older than the persisted watermark ``meta['head.compacted_before_ms']`` has been through a
+compaction; a late reading older than the watermark is checked against its chunk before it
+is accepted, so deduplication holds across head and chunks.
 
 Durability: WAL with ``synchronous=NORMAL``. A commit is atomic and survives a process
 crash (SIGKILL); after a *power* cut the last commits before the most recent WAL sync may be
@@ -27,13 +22,15 @@ All SQLite work happens on one dedicated writer thread (``Executor``), so the ev
 never blocks on disk; history queries use their own read-only connection (WAL readers
 never block the writer).
 
-Beside the raw points the database holds 1-minute and 1-hour rollups (``rollup.py``,
-kept by triggers in the same transaction as the points), and, when an InfluxDB sink is
-configured, an ``outbox``: every newly inserted point is appended there with a monotonic
-``seq`` (AUTOINCREMENT: never reused, not even after the rows are deleted). The sink reads
-the outbox in ``seq`` order and acknowledges with ``outbox_ack(seq)``, which advances the
-persisted cursor (``meta['outbox.acked']``) and deletes the delivered rows in one
-transaction. Retention and the size budget are in ``retention.py``.
+When an InfluxDB sink is configured, the database also holds an ``outbox``: every point
+newly inserted into the head is appended there by a trigger, in the same transaction, with a
+monotonic ``seq`` (AUTOINCREMENT: never reused, not even after the rows are deleted). The
+sink reads the outbox in ``seq`` order and acknowledges with ``outbox_ack(seq)``, which
+advances the persisted cursor (``meta['outbox.acked']``) and deletes the delivered rows in
+one transaction. Retention and the size budget are in ``retention.py``.
+
+A database of the first layout (a row per point in ``points``, rollup rows kept by
+triggers) is refused with a bilingual error that names the file (``OLD_LAYOUT``).
 """
 
 from __future__ import annotations
@@ -42,9 +39,11 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -56,10 +55,30 @@ from gateway.store.retention import (
     prune_for_space,
     used_bytes,
 )
-from gateway.store.rollup import ROLLUP_SCHEMA, Bucket, Resolution, buckets_sync, choose_resolution
+from gateway.store.chunks import decode_columns
+from gateway.store.chunkstore import (
+    CHUNK_MS,
+    CHUNK_SCHEMA,
+    ChunkBatch,
+    encode_fresh,
+    merge_series,
+    points_in,
+    rollup_buckets_in,
+    span_is_empty,
+    ts_in_chunk,
+)
+from gateway.store.rollup import (
+    BUCKET_MS,
+    Bucket,
+    BucketColumns,
+    Resolution,
+    choose_resolution,
+    merge_buckets,
+)
 from gateway.types import Quality, Reading, Value
 
-__all__ = ["HistoryPoint", "HistoryResult", "OutboxRow", "TelemetryStore"]
+__all__ = ["HistoryPoint", "HistoryResult", "OutboxRow", "SeriesRun", "TelemetryStore",
+           "dump_points"]
 
 T = TypeVar("T")
 
@@ -74,13 +93,6 @@ CREATE TABLE IF NOT EXISTS series (
     unit TEXT NOT NULL DEFAULT '',
     UNIQUE (device_id, metric)
 );
-CREATE TABLE IF NOT EXISTS points (
-    series_id INTEGER NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    value,
-    quality INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (series_id, ts_ms)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS points_head (
     slot INTEGER NOT NULL,
     series_id INTEGER NOT NULL,
@@ -111,6 +123,14 @@ OUTBOX_CURSOR = "outbox.acked"
 HEAD_WATERMARK = "head.compacted_before_ms"
 SLOT_MS = 10_000  # points_head's first key: ts_ms // SLOT_MS
 WRITER_CACHE_KIB = 32 * 1024
+IMPORT_JOBS = 256  # runs handed to the worker processes at a time by a bulk import
+OLD_LAYOUT = ("{path}: 这是旧版遥测存储格式（每个读数一行的 points 表），本版本不再读取；"
+              "请停止网关，将该文件移走（或删除，其中的历史读数将不再可查），再启动网关，"
+              "网关会新建压缩格式的存储。 / "
+              "{path}: this telemetry database has the old layout (a row per reading in "
+              "table 'points') and this version no longer reads it; stop the gateway, move "
+              "the file away (or delete it: its history will no longer be queryable) and "
+              "start again, and the gateway creates a store in the compressed layout.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +147,20 @@ class HistoryResult:
     resolution: Resolution
     points: tuple[HistoryPoint, ...] = ()
     buckets: tuple[Bucket, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRun:
+    """Points of one series for ``TelemetryStore.import_runs_sync``: instants in ms, strictly
+    increasing; values as SQLite stores them (a boolean becomes 0/1); ``qualities`` None
+    means all good."""
+
+    device_id: str
+    metric: str
+    ts_ms: Sequence[int]
+    values: Sequence[Value | None]
+    qualities: Sequence[Quality] | None = None
+    unit: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +234,11 @@ class TelemetryStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = SingleWriter("store.telemetry")
         self._series: dict[tuple[str, str], int] = {}
-        self._conn: sqlite3.Connection = self._writer.call(self._open)
+        try:
+            self._conn: sqlite3.Connection = self._writer.call(self._open)
+        except BaseException:
+            self._writer.close()
+            raise
         self._read_local = threading.local()
         self.points_written = 0
         self.batches_written = 0
@@ -217,11 +255,14 @@ class TelemetryStore:
     def _open(self) -> sqlite3.Connection:
         try:
             conn = connect(self.path, synchronous="NORMAL")
-            # raw points are keyed series first, so a batch touches one leaf page per
-            # series; keep those hot pages in SQLite's cache rather than re-reading them
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                            "'points'").fetchone() is not None:
+                conn.close()
+                raise StoreError(OLD_LAYOUT.format(path=self.path))
+            # the head's newest pages and the chunks being filled stay in SQLite's cache
             conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             conn.executescript(SCHEMA)
-            conn.executescript(ROLLUP_SCHEMA)
+            conn.executescript(CHUNK_SCHEMA)
             if self.outbox_enabled:
                 conn.executescript(OUTBOX_TRIGGER)
             else:
@@ -259,30 +300,20 @@ class TelemetryStore:
         try:
             conn.execute("BEGIN")
             for r in readings:
-                key = (r.device_id, r.metric)
-                sid = series.get(key)
+                sid = series.get((r.device_id, r.metric))
                 if sid is None:
-                    cur = conn.execute(
-                        "INSERT INTO series (device_id, metric, unit) VALUES (?, ?, ?) "
-                        "ON CONFLICT (device_id, metric) DO UPDATE SET unit = excluded.unit "
-                        "RETURNING id", (r.device_id, r.metric, r.unit))
-                    sid = cur.fetchone()[0]
-                    series[key] = sid
+                    sid = self._series_id(r.device_id, r.metric, r.unit)
                 ts = round(r.at * 1000)
                 rows.append((ts // SLOT_MS, sid, ts, r.value, QUALITY_CODE[r.quality]))
             watermark = self._watermark
-            fresh = [row for row in rows if row[2] >= watermark]
-            late = [(*row, row[1], row[2]) for row in rows if row[2] < watermark]
-            # rowcount sums sqlite3_changes(), which leaves out the rows the rollup and
-            # outbox triggers write (total_changes would count them too)
+            if rows and min(row[2] for row in rows) < watermark:
+                # older than the last compaction: may already be in a chunk
+                rows = self._not_in_chunks(rows, watermark)
+            # rowcount sums sqlite3_changes(), which leaves out the rows the outbox trigger
+            # writes (total_changes would count them too)
             inserted = conn.executemany(
                 "INSERT OR IGNORE INTO points_head (slot, series_id, ts_ms, value, quality) "
-                "VALUES (?, ?, ?, ?, ?)", fresh).rowcount if fresh else 0
-            if late:  # older than the last compaction: may already be in points
-                inserted += conn.executemany(
-                    "INSERT OR IGNORE INTO points_head (slot, series_id, ts_ms, value, quality) "
-                    "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM points "
-                    "WHERE series_id = ? AND ts_ms = ?)", late).rowcount
+                "VALUES (?, ?, ?, ?, ?)", rows).rowcount if rows else 0
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -291,7 +322,7 @@ class TelemetryStore:
             raise StoreError(f"{self.path}: write of {len(readings)} readings failed: {exc}") \
                 from exc
         self.points_written += inserted
-        self.duplicates_ignored += len(rows) - inserted
+        self.duplicates_ignored += len(readings) - inserted
         self.batches_written += 1
         if rows:
             self._newest_ms = max(self._newest_ms, max(row[2] for row in rows))
@@ -304,33 +335,159 @@ class TelemetryStore:
         self.last_write_s = time.perf_counter() - started
         return inserted
 
+    def _not_in_chunks(self, rows: list[tuple[int, int, int, Any, int]], watermark: int
+                       ) -> list[tuple[int, int, int, Any, int]]:
+        """``rows`` without the late ones (older than ``watermark``) their chunk already has."""
+        seen: dict[tuple[int, int], frozenset[int]] = {}
+        out = []
+        for row in rows:
+            ts = row[2]
+            if ts < watermark:
+                key = (row[1], ts - ts % CHUNK_MS)
+                known = seen.get(key)
+                if known is None:
+                    known = seen[key] = ts_in_chunk(self._conn, *key)
+                if ts in known:
+                    continue
+            out.append(row)
+        return out
+
     def _compact_sync(self, cutoff_ms: int) -> int:
-        """Move head rows older than ``cutoff_ms`` to ``points`` (one transaction)."""
+        """Merge head rows older than ``cutoff_ms`` into chunks and rollups, delete them from
+        the head and advance the watermark, in one transaction."""
         if cutoff_ms <= self._watermark:
             return 0
         started = time.perf_counter()
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            moved = conn.execute(
-                "INSERT OR IGNORE INTO points (series_id, ts_ms, value, quality) "
+            cur = conn.execute(
                 "SELECT series_id, ts_ms, value, quality FROM points_head "
                 "WHERE slot <= ? AND ts_ms < ? ORDER BY series_id, ts_ms",
-                (cutoff_ms // SLOT_MS, cutoff_ms)).rowcount
+                (cutoff_ms // SLOT_MS, cutoff_ms))
+            moved = 0
+            batch = ChunkBatch(conn)
+            for sid, group in groupby(cur.fetchall(), key=itemgetter(0)):
+                _, ts, values, quals = zip(*group, strict=True)
+                moved += merge_series(batch, sid, ts, values, quals)
+            batch.flush()
             conn.execute("DELETE FROM points_head WHERE slot <= ? AND ts_ms < ?",
                          (cutoff_ms // SLOT_MS, cutoff_ms))
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
                          "DO UPDATE SET value = excluded.value", (HEAD_WATERMARK, cutoff_ms))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: moving readings from the head failed: {exc}") \
+            raise StoreError(f"{self.path}: compacting readings from the head failed: {exc}") \
                 from exc
         self._watermark = cutoff_ms
         self.compactions += 1
         self.last_compaction_s = time.perf_counter() - started
         return moved
+
+    def import_runs_sync(self, runs: Iterable[SeriesRun], *, workers: int = 1) -> int:
+        """Bulk import: merge runs of points straight into chunks and rollups, in one
+        transaction, with the code compaction uses (so the chunks are the same as if the
+        points had come through ``write``). Returns the points added. ``runs`` may be a
+        generator: only the encoded chunks are kept until the commit. With ``workers`` > 1
+        the runs into a span that holds no chunk yet are encoded by ``chunkstore.encode_fresh``
+        (``merge_series`` into empty tables) in that many worker processes; the rows are
+        the same.
+
+        For loading history (the benchmark's earlier days, a migration): the points do
+        **not** go to the InfluxDB outbox. Every point must be older than everything in the
+        head; the watermark moves past the newest one, so a reading written later for an
+        imported instant is recognised as a duplicate.
+
+        Raises:
+            StoreError: a point not older than the head's oldest row, or a database error.
+        """
+        if workers <= 1:
+            return self._writer.call(self._import_sync, runs, None)
+        with ProcessPoolExecutor(workers) as pool:
+            return self._writer.call(self._import_sync, runs, pool)
+
+    def _import_sync(self, runs: Iterable[SeriesRun], pool: ProcessPoolExecutor | None) -> int:
+        conn = self._conn
+        row = conn.execute("SELECT min(ts_ms) FROM points_head WHERE slot = "
+                           "(SELECT min(slot) FROM points_head)").fetchone()
+        head_oldest = row[0]
+        added = 0
+        newest = -1
+        count = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            batch = ChunkBatch(conn)
+            pending: list[tuple[int, Sequence[int], Sequence[Any], list[int]]] = []
+            empty: dict[tuple[int, int], bool] = {}
+
+            def drain() -> int:
+                n = 0
+                assert pool is not None  # noqa: S101
+                jobs = [pool.submit(encode_fresh, *args) for args in pending]
+                for args, job in zip(pending, jobs, strict=True):
+                    got, rows = job.result()
+                    if batch.absorb(rows):
+                        n += got
+                    else:  # the same series twice in this import: merge in order
+                        n += merge_series(batch, *args)
+                pending.clear()
+                return n
+
+            for run in runs:
+                count += 1
+                if not run.ts_ms:
+                    continue
+                last = run.ts_ms[-1]
+                if head_oldest is not None and last >= head_oldest:
+                    raise StoreError(f"{self.path}: import of {run.device_id}/{run.metric} up "
+                                     f"to {last} ms refused: the head holds newer or equal "
+                                     f"points from {head_oldest} ms")
+                newest = max(newest, last)
+                sid = self._series_id(run.device_id, run.metric, run.unit)
+                values = run.values
+                if bool in set(map(type, values)):  # stored as SQLite stores it: 0/1
+                    values = [int(v) if type(v) is bool else v for v in values]
+                quals = ([0] * len(values) if run.qualities is None
+                         else [QUALITY_CODE[q] for q in run.qualities])
+                span = (run.ts_ms[0], last)
+                if pool is not None and empty.setdefault(span, span_is_empty(conn, *span)):
+                    pending.append((sid, run.ts_ms, values, quals))
+                    if len(pending) >= IMPORT_JOBS:
+                        added += drain()
+                else:
+                    added += merge_series(batch, sid, run.ts_ms, values, quals)
+            if pending:
+                added += drain()
+            batch.flush()
+            watermark = max(self._watermark, newest + 1)
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                         "DO UPDATE SET value = excluded.value", (HEAD_WATERMARK, watermark))
+            conn.execute("COMMIT")
+        except (sqlite3.Error, StoreError, ValueError) as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._reload_series()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"{self.path}: import of {count} series runs failed: {exc}") \
+                from exc
+        self._watermark = watermark
+        self._newest_ms = max(self._newest_ms, watermark)
+        return added
+
+    def _series_id(self, device_id: str, metric: str, unit: str) -> int:
+        key = (device_id, metric)
+        sid = self._series.get(key)
+        if sid is None:
+            cur = self._conn.execute(
+                "INSERT INTO series (device_id, metric, unit) VALUES (?, ?, ?) "
+                "ON CONFLICT (device_id, metric) DO UPDATE SET unit = excluded.unit "
+                "RETURNING id", (device_id, metric, unit))
+            sid = cur.fetchone()[0]
+            self._series[key] = sid
+        return int(sid)
 
     def _count(self, report: MaintenanceReport) -> None:
         self.points_pruned_for_space += report.points_pruned_for_space
@@ -425,32 +582,87 @@ class TelemetryStore:
             self._read_local.conn = conn
         return conn
 
-    def history_sync(self, device_id: str, metric: str, start: float, end: float,
-                     limit: int = 10_000) -> list[HistoryPoint]:
-        conn = self._reader()
+    def _series_of(self, conn: sqlite3.Connection, device_id: str, metric: str) -> int | None:
         row = conn.execute("SELECT id FROM series WHERE device_id = ? AND metric = ?",
                            (device_id, metric)).fetchone()
-        if row is None:
-            return []
-        lo, hi = round(start * 1000), round(end * 1000)
-        # the head is keyed slot first: seek (slot, series) for each slot of the range that
-        # the head holds at all (a few dozen), instead of scanning every series' rows
+        return None if row is None else int(row[0])
+
+    def _head_slots(self, conn: sqlite3.Connection, lo: int, hi: int) -> tuple[int, int]:
         # two subqueries: SQLite answers a lone min() or max() from the index, both at once
         # would scan the table
         first, last = conn.execute("SELECT (SELECT min(slot) FROM points_head), "
                                    "(SELECT max(slot) FROM points_head)").fetchone()
         if first is None:
-            first, last = 0, -1
+            return 0, -1
+        return max(first, lo // SLOT_MS), min(last, hi // SLOT_MS)
+
+    def history_sync(self, device_id: str, metric: str, start: float, end: float,
+                     limit: int = 10_000) -> list[HistoryPoint]:
+        conn = self._reader()
+        sid = self._series_of(conn, device_id, metric)
+        if sid is None:
+            return []
+        lo, hi = round(start * 1000), round(end * 1000)
+        # one read transaction, so a compaction in between cannot show a point twice or not
+        # at all
+        conn.execute("BEGIN")
+        try:
+            ts, values, quals = points_in(conn, sid, lo, hi)
+            # the head is keyed slot first: seek (slot, series) for each slot of the range
+            # that the head holds at all (a few dozen), instead of scanning every series' rows
+            first, last = self._head_slots(conn, lo, hi)
+            head = conn.execute(
+                "WITH RECURSIVE s(t) AS (SELECT ? UNION ALL SELECT t + 1 FROM s WHERE t < ?) "
+                "SELECT h.ts_ms, h.value, h.quality FROM s JOIN points_head h ON h.slot = s.t "
+                "AND h.series_id = ? AND h.ts_ms >= ? AND h.ts_ms <= ? ORDER BY h.ts_ms",
+                (first, last, sid, lo, hi)).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        rows = list(zip(ts, values, quals))
+        if head:
+            if rows and head[0][0] < rows[-1][0]:  # late readings not compacted yet
+                rows = sorted(rows + head, key=itemgetter(0))
+            else:
+                rows += head
+        code = CODE_QUALITY
+        return [HistoryPoint(t / 1000.0, v, code.get(q, Quality.BAD))
+                for t, v, q in rows[:limit]]
+
+    def _head_buckets(self, conn: sqlite3.Connection, sid: int, size: int, lo: int,
+                      hi: int) -> BucketColumns:
+        """Buckets of the points still in the head (aggregated now; compaction stores them)."""
+        first, last = self._head_slots(conn, lo, hi)
         cur = conn.execute(
             "WITH RECURSIVE s(t) AS (SELECT ? UNION ALL SELECT t + 1 FROM s WHERE t < ?) "
-            "SELECT ts_ms, value, quality FROM (SELECT ts_ms, value, quality FROM points "
-            "WHERE series_id = ? AND ts_ms >= ? AND ts_ms <= ? UNION ALL "
-            "SELECT h.ts_ms, h.value, h.quality FROM s JOIN points_head h ON h.slot = s.t "
-            "AND h.series_id = ? AND h.ts_ms >= ? AND h.ts_ms <= ?) ORDER BY ts_ms LIMIT ?",
-            (max(first, lo // SLOT_MS), min(last, hi // SLOT_MS), row[0], lo, hi, row[0],
-             lo, hi, limit))
-        return [HistoryPoint(ts / 1000.0, v, CODE_QUALITY.get(q, Quality.BAD))
-                for ts, v, q in cur]
+            "SELECT h.ts_ms - h.ts_ms % ? AS b, count(*), sum(h.value), min(h.value), "
+            "max(h.value) FROM s JOIN points_head h ON h.slot = s.t AND h.series_id = ? "
+            "AND h.ts_ms >= ? AND h.ts_ms <= ? WHERE h.quality <= 1 AND "
+            "typeof(h.value) IN ('integer', 'real') GROUP BY b ORDER BY b",
+            (first, last, size, sid, lo, hi + size - 1))
+        return BucketColumns.from_rows(cur.fetchall())
+
+    def buckets_sync(self, device_id: str, metric: str, resolution: Resolution,
+                     start: float, end: float, limit: int = 10_000) -> list[Bucket]:
+        """Rollup buckets of one series whose start lies in [start aligned down, end]."""
+        conn = self._reader()
+        sid = self._series_of(conn, device_id, metric)
+        if sid is None:
+            return []
+        size = BUCKET_MS[resolution]
+        lo = round(start * 1000)
+        lo -= lo % size
+        hi = round(end * 1000)
+        conn.execute("BEGIN")
+        try:
+            stored = rollup_buckets_in(conn, sid, resolution, lo, hi)
+            head = self._head_buckets(conn, sid, size, lo, hi)
+        finally:
+            conn.execute("COMMIT")
+        # a bucket's head part counts only what compaction has not added yet
+        head = BucketColumns.from_rows([r for r in head.rows() if r[0] <= hi])
+        merged = merge_buckets(stored, head)
+        return [Bucket(b / 1000.0, n, float(lo_v), float(hi_v), s / n)
+                for b, n, s, lo_v, hi_v in merged.rows()[:limit]]
 
     async def history(self, device_id: str, metric: str, start: float, end: float,
                       limit: int = 10_000) -> list[HistoryPoint]:
@@ -478,13 +690,8 @@ class TelemetryStore:
         if res is Resolution.RAW:
             return HistoryResult(res, points=tuple(
                 self.history_sync(device_id, metric, start, end, limit)))
-        conn = self._reader()
-        row = conn.execute("SELECT id FROM series WHERE device_id = ? AND metric = ?",
-                           (device_id, metric)).fetchone()
-        if row is None:
-            return HistoryResult(res)
-        return HistoryResult(res, buckets=tuple(buckets_sync(conn, row[0], res, start, end,
-                                                             limit)))
+        return HistoryResult(res, buckets=tuple(
+            self.buckets_sync(device_id, metric, res, start, end, limit)))
 
     async def history_auto(
         self, device_id: str, metric: str, start: float, end: float, *,
@@ -496,9 +703,10 @@ class TelemetryStore:
                                            resolution=resolution, now=now, limit=limit))
 
     def count_sync(self) -> int:
+        """Raw points stored: in chunks and in the head (reads every chunk row's count)."""
         conn = self._reader()
-        return int(conn.execute("SELECT count(*) FROM points").fetchone()[0]) + \
-            int(conn.execute("SELECT count(*) FROM points_head").fetchone()[0])
+        return int(conn.execute("SELECT (SELECT coalesce(sum(count), 0) FROM chunks) + "
+                                "(SELECT count(*) FROM points_head)").fetchone()[0])
 
     def close(self) -> None:
         """Close the write connection and stop the writer thread (a second call is a no-op)."""
@@ -509,3 +717,26 @@ class TelemetryStore:
             self._writer.call(self._conn.close)
         finally:
             self._writer.close()
+
+
+def dump_points(path: Path) -> Iterator[tuple[str, str, int, Value | None, int]]:
+    """Every raw point of a telemetry database as (device, metric, ts_ms, value, quality
+    code): the chunks' and then the head's, unsorted; for tests and diagnostics (a point
+    stored twice comes out twice)."""
+    conn = connect(path, synchronous="NORMAL", readonly=True)
+    try:
+        conn.execute("BEGIN")
+        names = {sid: (d, m) for sid, d, m in conn.execute(
+            "SELECT id, device_id, metric FROM series")}
+        for sid, blob in conn.execute("SELECT series_id, blob FROM chunks"):
+            device, metric = names[sid]
+            ts, (values, quals) = decode_columns(blob)
+            for t, v, q in zip(ts, values, quals, strict=True):
+                yield device, metric, t, v, q
+        for sid, t, v, q in conn.execute("SELECT series_id, ts_ms, value, quality "
+                                         "FROM points_head"):
+            device, metric = names[sid]
+            yield device, metric, t, v, q
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

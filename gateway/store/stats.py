@@ -1,5 +1,8 @@
 """``estate-gateway store stats``: space accounting of the store, as text (简体中文 / English).
 
+Raw points are counted from the chunks' ``count`` column plus the head's rows; bytes per
+point are given for the raw tables and for the whole file (rollups included).
+
 Opens the databases read-only (safe while the gateway runs: WAL readers never block the
 writer). Rows and bytes per table come from SQLite's ``dbstat`` table when the build has it
 (Debian's does), otherwise from ``count(*)``; either way the whole file is read once, which
@@ -13,6 +16,9 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from gateway.store.chunkstore import SERIES_BITS
+from gateway.store.retention import CHUNK_SPAN
 
 __all__ = ["StoreStats", "TableStats", "collect_stats", "render_stats", "store_stats_text"]
 
@@ -32,6 +38,7 @@ class StoreStats:
     used_bytes: int            # pages holding data (free pages are reused first)
     state_file_bytes: int | None
     tables: tuple[TableStats, ...]
+    chunk_points: int          # raw points compacted into chunks (the head's are rows)
     raw_oldest: float | None
     raw_newest: float | None
     rollup_1m_oldest: float | None
@@ -42,18 +49,27 @@ class StoreStats:
 
     @property
     def points(self) -> int:
-        """Raw points: those moved to ``points`` plus those still in ``points_head``."""
-        return sum(t.rows for t in self.tables if t.name in ("points", "points_head"))
+        """Raw points: those compacted into chunks plus those still in ``points_head``."""
+        return self.chunk_points + sum(t.rows for t in self.tables
+                                       if t.database == "telemetry" and t.name == "points_head")
 
     @property
     def bytes_per_point(self) -> float | None:
-        """Bytes of the raw point tables per raw point (whole database when no dbstat)."""
-        raw = [t for t in self.tables if t.name in ("points", "points_head")]
+        """Bytes of the raw point tables (chunks and head) per raw point (whole database
+        when no dbstat)."""
+        raw = [t for t in self.tables if t.database == "telemetry"
+               and t.name in ("chunks", "points_head")]
         if not raw or self.points == 0:
             return None
         if any(t.bytes is None for t in raw):
             return self.used_bytes / self.points
         return sum(t.bytes or 0 for t in raw) / self.points
+
+    @property
+    def bytes_per_point_all(self) -> float | None:
+        """Used bytes of the whole telemetry database (rollups, outbox, series included) per
+        raw point: what sizing an SD card needs."""
+        return None if self.points == 0 else self.used_bytes / self.points
 
     @property
     def left_bytes(self) -> int | None:
@@ -100,18 +116,26 @@ def _tables(conn: sqlite3.Connection, database: str) -> list[TableStats]:
     return out
 
 
-def _edge(conn: sqlite3.Connection, table: str, column: str, fn: str) -> float | None:
-    if table == "points_head":  # keyed (slot, series_id, ts_ms)
-        row = conn.execute(f"SELECT {fn}(ts_ms) FROM points_head WHERE slot = "  # noqa: S608
-                           f"(SELECT {fn}(slot) FROM points_head)").fetchone()
-        return None if row[0] is None else row[0] / 1000.0
-    if table != "points":  # rollups are keyed time first
-        row = conn.execute(f"SELECT {fn}({column}) FROM {table}").fetchone()  # noqa: S608
-        return None if row[0] is None else row[0] / 1000.0
-    order = "ASC" if fn == "min" else "DESC"
-    row = conn.execute(
-        f"SELECT {fn}((SELECT {column} FROM {table} t WHERE t.series_id = s.id "  # noqa: S608
-        f"ORDER BY {column} {order} LIMIT 1)) FROM series s").fetchone()
+def _chunk_edge(conn: sqlite3.Connection, table: str, fn: str) -> float | None:
+    """Oldest first point (``min``) or newest last point (``max``) of the raw chunks, or the
+    start of the oldest rollup chunk. Keys are time first (``chunkstore``), so only the
+    chunks of the first or last hour are read."""
+    key = conn.execute(f"SELECT {fn}(key) FROM {table}").fetchone()[0]  # noqa: S608
+    if key is None:
+        return None
+    span = CHUNK_SPAN[table]
+    lo = key >> SERIES_BITS << SERIES_BITS
+    if table != "chunks":
+        return (key >> SERIES_BITS) * span / 1000.0
+    column = "first_ms" if fn == "min" else "last_ms"
+    row = conn.execute(f"SELECT {fn}({column}) FROM chunks "  # noqa: S608
+                       "WHERE key >= ? AND key < ?", (lo, lo + (1 << SERIES_BITS))).fetchone()
+    return row[0] / 1000.0
+
+
+def _head_edge(conn: sqlite3.Connection, fn: str) -> float | None:
+    row = conn.execute(f"SELECT {fn}(ts_ms) FROM points_head WHERE slot = "  # noqa: S608
+                       f"(SELECT {fn}(slot) FROM points_head)").fetchone()
     return None if row[0] is None else row[0] / 1000.0
 
 
@@ -130,13 +154,14 @@ def collect_stats(telemetry_db: Path, state_db: Path | None = None, *,
             row = conn.execute("SELECT count(*) FROM outbox WHERE seq > coalesce((SELECT "
                                "value FROM meta WHERE key = 'outbox.acked'), 0)").fetchone()
             backlog = int(row[0])
-        edges = [v for v in (_edge(conn, "points", "ts_ms", "min"),
-                             _edge(conn, "points", "ts_ms", "max"),
-                             _edge(conn, "points_head", "ts_ms", "min"),
-                             _edge(conn, "points_head", "ts_ms", "max")) if v is not None]
+        edges = [v for v in (_chunk_edge(conn, "chunks", "min"),
+                             _chunk_edge(conn, "chunks", "max"),
+                             _head_edge(conn, "min"), _head_edge(conn, "max")) if v is not None]
         stats_raw = (min(edges), max(edges)) if edges else (None, None)
-        m1 = _edge(conn, "rollup_1m", "bucket_ms", "min")
-        h1 = _edge(conn, "rollup_1h", "bucket_ms", "min")
+        m1 = _chunk_edge(conn, "rollup_1m_chunks", "min")
+        h1 = _chunk_edge(conn, "rollup_1h_chunks", "min")
+        chunk_points = int(conn.execute("SELECT coalesce(sum(count), 0) FROM chunks")
+                           .fetchone()[0])
     finally:
         conn.close()
     state_bytes = None
@@ -150,7 +175,7 @@ def collect_stats(telemetry_db: Path, state_db: Path | None = None, *,
     return StoreStats(
         telemetry_path=telemetry_db, file_bytes=_file_size(telemetry_db),
         used_bytes=page_size * (pages - free), state_file_bytes=state_bytes,
-        tables=tuple(tables), raw_oldest=stats_raw[0], raw_newest=stats_raw[1],
+        tables=tuple(tables), chunk_points=chunk_points, raw_oldest=stats_raw[0], raw_newest=stats_raw[1],
         rollup_1m_oldest=m1, rollup_1h_oldest=h1, outbox_backlog=backlog,
         max_bytes=max_bytes, fs_free_bytes=shutil.disk_usage(telemetry_db.parent).free)
 
@@ -175,6 +200,7 @@ def _when(ts: float | None) -> str:
 def render_stats(s: StoreStats) -> str:
     """The text ``estate-gateway store stats`` prints."""
     bpp = s.bytes_per_point
+    bpp_all = s.bytes_per_point_all
     lines = [
         f"存储统计 / Store statistics: {s.telemetry_path}",
         "",
@@ -182,7 +208,10 @@ def render_stats(s: StoreStats) -> str:
         f"  文件大小 / file size (with WAL):         {_size(s.file_bytes)}",
         f"  已用 / used pages:                       {_size(s.used_bytes)}",
         f"  原始数据点 / raw points:                 {s.points:,}",
-        f"  每点字节 / bytes per point (raw):        {'-' if bpp is None else f'{bpp:.1f}'}",
+        f"  其中已压缩 / of which in chunks:         {s.chunk_points:,}",
+        f"  每点字节 / bytes per point (raw):        {'-' if bpp is None else f'{bpp:.2f}'}",
+        f"  每点字节 / bytes per point (whole file): "
+        f"{'-' if bpp_all is None else f'{bpp_all:.2f}'}",
         f"  容量上限 / configured limit:             "
         f"{'无 / none' if s.max_bytes is None else _size(s.max_bytes)}",
         f"  上限前剩余 / left before the limit:      "

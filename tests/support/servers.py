@@ -171,15 +171,10 @@ def gateway(tmp: Path, config: Path) -> Iterator[GatewayProcess]:
 
 def stored_points(db: Path) -> set[tuple[str, int]]:
     """(device id, device time in ms) of every reading in a telemetry database: the recent
-    ``points_head`` and the compacted ``points``. Raises if a reading is in both (stored twice)."""
-    import sqlite3
+    ``points_head`` and the compressed chunks. Raises if a reading is stored twice."""
+    from gateway.store.sqlite import dump_points
 
-    with sqlite3.connect(db) as conn:
-        rows = list(conn.execute(
-            "SELECT s.device_id, s.metric, p.ts_ms FROM points p "
-            "JOIN series s ON s.id = p.series_id UNION ALL "
-            "SELECT s.device_id, s.metric, h.ts_ms FROM points_head h "
-            "JOIN series s ON s.id = h.series_id"))
+    rows = [(device, metric, ts) for device, metric, ts, _, _ in dump_points(db)]
     if len(rows) != len(set(rows)):
         raise AssertionError(f"{len(rows) - len(set(rows))} readings stored twice")
     return {(device, ts) for device, _, ts in rows}

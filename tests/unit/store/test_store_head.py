@@ -1,5 +1,5 @@
-"""New readings land in the time-ordered head and move to ``points`` in compactions;
-queries, deduplication and the watermark hold across both tables."""
+"""New readings land in the time-ordered head and are compacted into chunks; queries,
+deduplication and the watermark hold across head and chunks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.unit.store.conftest import T0
 def tables(path) -> tuple[int, int]:
     conn = sqlite3.connect(path)
     try:
-        return (conn.execute("SELECT count(*) FROM points").fetchone()[0],
+        return (conn.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0],
                 conn.execute("SELECT count(*) FROM points_head").fetchone()[0])
     finally:
         conn.close()
@@ -23,7 +23,7 @@ def series(n: int, first: int = 0) -> list[Reading]:
     return [Reading("d", "m", float(i), T0 + 10 * i) for i in range(first, first + n)]
 
 
-async def test_head_moves_older_windows_to_points(make_store, tmp_path):
+async def test_head_compacts_older_windows_into_chunks(make_store, tmp_path):
     store = make_store()
     # 25 minutes every 10 s with a 5-minute head: compactions leave 1-2 windows in the head
     for chunk in range(5):
@@ -38,9 +38,9 @@ async def test_head_moves_older_windows_to_points(make_store, tmp_path):
 
 async def test_head_late_duplicate_older_than_watermark_is_ignored(make_store):
     store = make_store()
-    await store.write(series(200))  # 2,000 s: the first windows are in points by now
+    await store.write(series(200))  # 2,000 s: the first windows are in chunks by now
     assert store.compactions >= 1
-    assert await store.write(series(5)) == 0  # redelivered, already in points
+    assert await store.write(series(5)) == 0  # redelivered, already in a chunk
     assert store.duplicates_ignored == 5
     # a late reading that is new (gap filled) is accepted, once
     late = [Reading("d", "m", -1.0, T0 + 5)]
@@ -57,7 +57,7 @@ async def test_head_watermark_survives_reopen(make_store):
     await store.write(series(200))
     store.close()
     again = make_store(name="w.db")
-    assert await again.write(series(3)) == 0  # still known to be in points
+    assert await again.write(series(3)) == 0  # still known to be in a chunk
     assert again.count_sync() == 200
 
 
@@ -69,3 +69,43 @@ async def test_head_maintain_flushes_a_quiet_head(make_store, tmp_path):
     assert tables(tmp_path / "telemetry.db") == (20, 0)
     assert [p.value for p in store.history_sync("d", "m", T0, T0 + 3600)] == \
         [float(i) for i in range(20)]
+
+
+async def test_head_compaction_merges_late_reading_into_its_chunk(make_store, tmp_path):
+    store = make_store()
+    await store.write(series(200))  # the first windows are compacted
+    assert await store.write([Reading("d", "m", -1.0, T0 + 5)]) == 1  # late, new instant
+    await store.maintain(T0 + 3 * 3600)  # compacts it into the existing chunk
+    assert tables(tmp_path / "telemetry.db") == (201, 0)
+    conn = sqlite3.connect(tmp_path / "telemetry.db")
+    try:
+        (count, first, last), = conn.execute("SELECT count, first_ms, last_ms FROM chunks")
+    finally:
+        conn.close()
+    assert (count, first, last) == (201, round(T0 * 1000), round(T0 * 1000) + 1_990_000)
+    got = store.history_sync("d", "m", T0, T0 + 20)
+    assert [(p.at - T0, p.value) for p in got] == [(0, 0.0), (5, -1.0), (10, 1.0), (20, 2.0)]
+    # the rollups now come from the chunks alone and count the late reading once
+    (b,) = store.history_auto_sync("d", "m", T0, T0 + 59, resolution="1m").buckets
+    assert (b.count, b.min) == (7, -1.0)
+    assert await store.write([Reading("d", "m", -1.0, T0 + 5)]) == 0  # and only once
+
+
+async def test_head_open_refuses_old_row_per_point_layout(tmp_path):
+    import pytest
+
+    from gateway.errors import StoreError
+    from gateway.store.sqlite import TelemetryStore
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE points (series_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, "
+                 "value, quality INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (series_id, ts_ms)) "
+                 "WITHOUT ROWID")
+    conn.close()
+    with pytest.raises(StoreError) as err:
+        TelemetryStore(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: 这是旧版遥测存储格式")
+    assert f"{path}: this telemetry database has the old layout" in text
+    assert "move the file away" in text
