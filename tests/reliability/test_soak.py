@@ -252,7 +252,7 @@ def _soak(tmp_path: Path, broker: Mosquitto, seconds: float) -> None:
 
             with sqlite3.connect(f"file:{gw.data_dir}/telemetry.db?mode=ro", uri=True) as t, \
                     sqlite3.connect(f"file:{gw.data_dir}/state.db?mode=ro", uri=True) as s:
-                return (t.execute("SELECT (SELECT count(*) FROM points) + "
+                return (t.execute("SELECT (SELECT coalesce(sum(count), 0) FROM chunks) + "
                                   "(SELECT count(*) FROM points_head)").fetchone()[0] >= readings
                         and s.execute("SELECT count(*) FROM events").fetchone()[0] >= events)
 

@@ -5,12 +5,13 @@ The ledger lives in its own SQLite file, so an hour at ~1,000 messages/s (millio
 costs the test process little memory, and the check is a few indexed joins:
 
 - a telemetry message carries one reading per metric; a reading is stored under
-  (device, metric, device time in ms) in ``points`` (compacted) or ``points_head`` (recent);
+  (device, metric, device time in ms) in a compressed chunk (compacted) or ``points_head``
+  (recent), read back through ``gateway.store.sqlite.dump_points``;
 - an event is stored once under its id (``<device>:<message id>``) in the state database's
   ``events`` table.
 
-An acknowledged reading or event that is not stored is *lost*; a reading in both ``points`` and
-``points_head`` is *stored twice*; a stored reading or event that was never published is
+An acknowledged reading or event that is not stored is *lost*; a reading that comes back more
+than once (say in a chunk and in the head) is *stored twice*; a stored reading or event that was never published is
 *unexpected*. A message the broker never acknowledged may or may not be stored (counted apart).
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from paho.mqtt.client import MQTTMessageInfo
 
-from gateway.store.sqlite import SLOT_MS
+from gateway.store.sqlite import dump_points
 
 __all__ = ["Ledger", "Tally"]
 
@@ -49,7 +50,7 @@ class Tally:
     messages: int  # telemetry messages handed to the publisher
     messages_acked: int
     readings: int  # readings in the acknowledged messages: each must be stored once
-    readings_stored: int  # rows in points + points_head
+    readings_stored: int  # points in chunks + points_head
     readings_lost: int
     readings_twice: int
     readings_unexpected: int  # stored, never published
@@ -135,26 +136,27 @@ class Ledger:
         db.execute("ATTACH ? AS t", (f"file:{telemetry_db}?mode=ro",))
         db.execute("ATTACH ? AS s", (f"file:{state_db}?mode=ro",))
         try:
-            # each published reading once, with whether it is in points or points_head
-            db.execute(f"""
+            # every stored point, from the chunks and the head, in a temporary indexed table
+            db.execute("CREATE TEMP TABLE pt (device_id TEXT, metric TEXT, ts_ms INTEGER)")
+            db.executemany("INSERT INTO temp.pt VALUES (?, ?, ?)",
+                           ((d, m, t) for d, m, t, _, _ in dump_points(telemetry_db)))
+            db.execute("CREATE INDEX temp.pt_key ON pt (device_id, metric, ts_ms)")
+            # each published reading once, with whether it is stored
+            db.execute("""
                 CREATE TEMP TABLE found AS
                 SELECT msg.acked AS acked,
-                       EXISTS (SELECT 1 FROM t.points p WHERE p.series_id = sr.id
-                               AND p.ts_ms = msg.ts_ms)
-                       OR EXISTS (SELECT 1 FROM t.points_head h
-                                  WHERE h.slot = msg.ts_ms / {SLOT_MS}
-                                  AND h.series_id = sr.id AND h.ts_ms = msg.ts_ms) AS stored
+                       EXISTS (SELECT 1 FROM temp.pt p WHERE p.device_id = msg.device_id
+                               AND p.metric = ms.metric AND p.ts_ms = msg.ts_ms) AS stored
                 FROM msg JOIN metric_set ms ON ms.id = msg.mset
-                LEFT JOIN t.series sr ON sr.device_id = msg.device_id AND sr.metric = ms.metric
             """)
             readings, lost, found, unacked_stored = db.execute(
                 "SELECT coalesce(sum(acked), 0), coalesce(sum(acked AND NOT stored), 0), "
                 "coalesce(sum(stored), 0), coalesce(sum(NOT acked AND stored), 0) "
                 "FROM found").fetchone()
-            stored = db.execute("SELECT (SELECT count(*) FROM t.points) + "
-                                "(SELECT count(*) FROM t.points_head)").fetchone()[0]
-            twice = db.execute("SELECT count(*) FROM t.points_head h JOIN t.points p "
-                               "ON p.series_id = h.series_id AND p.ts_ms = h.ts_ms").fetchone()[0]
+            stored = db.execute("SELECT count(*) FROM temp.pt").fetchone()[0]
+            twice = db.execute("SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n "
+                               "FROM temp.pt GROUP BY device_id, metric, ts_ms "
+                               "HAVING n > 1)").fetchone()[0]
             events_lost, events_found = db.execute(
                 "SELECT coalesce(sum(e.acked AND s.event_id IS NULL), 0), "
                 "count(s.event_id) FROM event e LEFT JOIN s.events s USING (event_id)"
@@ -171,6 +173,7 @@ class Ledger:
                 events_unexpected=events_stored - events_found)
         finally:
             db.execute("DROP TABLE IF EXISTS temp.found")
+            db.execute("DROP TABLE IF EXISTS temp.pt")
             db.execute("DETACH t")
             db.execute("DETACH s")
 
