@@ -249,14 +249,19 @@ class MqttDriver:
 
     def _decode(self, batch: list[Publish]) -> list[Observation]:
         """A batch without handler topics, decoded into one list of observations."""
-        now = self.clock.now()
         # one accumulator for the batch: the codec appends every message's observations to
         # one list (no per-message result objects); rejections are reported per message
         out = Decoded()
+        self._count(batch, self._decode_into(batch, self.clock.now(), out))
+        return out.observations
+
+    def _decode_into(self, msgs: list[Publish], now: float, out: Decoded) -> int:
+        """Decode ``msgs`` into ``out``, reporting each rejection; returns how many had their
+        device time corrected for skew."""
         rejections = out.rejections
         decode_into = self.codec.decode_into
         skewed = 0
-        for topic, payload, _ in batch:
+        for topic, payload, _ in msgs:
             decode_into(topic, payload, now, out)
             if out.skew_corrected:
                 skewed += 1
@@ -264,8 +269,7 @@ class MqttDriver:
                 for rej in rejections:
                     self.reject(rej.reason, topic, payload, rej.detail)
                 rejections.clear()
-        self._count(batch, skewed)
-        return out.observations
+        return skewed
 
     def _count(self, batch: list[Publish], skewed: int) -> None:
         m = self.metrics
@@ -275,27 +279,24 @@ class MqttDriver:
         m.last_batch_size = len(batch)
 
     async def _handle(self, batch: list[Publish]) -> None:
-        """A batch with handler topics: decoded and handed on in order, message by message."""
+        """A batch with handler topics: the runs between handler messages are decoded and
+        handed on before each handler runs, so the order between them is kept."""
         now = self.clock.now()
         out = Decoded()
-        rejections = out.rejections
         handlers = self._handlers
         skewed = 0
-        for topic, payload, _ in batch:
+        start = 0
+        for i, (topic, payload, _) in enumerate(batch):
             handler = handlers.get(topic)
-            if handler is not None:
-                if out.observations:  # keep the order between a handler and earlier messages
-                    await self.sink(out.observations)
-                    out.observations = []
-                await handler(payload)
+            if handler is None:
                 continue
-            self.codec.decode_into(topic, payload, now, out)
-            if out.skew_corrected:
-                skewed += 1
-            if rejections:
-                for rej in rejections:
-                    self.reject(rej.reason, topic, payload, rej.detail)
-                rejections.clear()
+            skewed += self._decode_into(batch[start:i], now, out)
+            if out.observations:
+                await self.sink(out.observations)
+                out.observations = []
+            await handler(payload)
+            start = i + 1
+        skewed += self._decode_into(batch[start:], now, out)
         self._count(batch, skewed)
         if out.observations:
             await self.sink(out.observations)
