@@ -311,22 +311,32 @@ def make_driver(log: list[str], release: dict[int, asyncio.Event]) -> Any:
                       lambda *a: None, SystemClock())
 
 
-async def test_consumer_decodes_the_next_batch_while_the_previous_is_stored_and_acks_in_order(
-) -> None:
-    log: list[str] = []
-    release = {n: asyncio.Event() for n in (1, 2, 3)}
-    driver = make_driver(log, release)
+
+def start_consumer(driver: Any, log: list[str], inbox: Any
+                   ) -> tuple[asyncio.Task[None], asyncio.Future[None]]:
+    """The driver's consumer over a tap already holding ``inbox`` and a recording paho;
+    returns its task and the future standing for the connection (set it: the link is gone)."""
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
     client.on_socket_open = lambda c, u, s: None
     tap = _PublishTap(client)
-    topic = "estate/s/B1/water_tank/tank-1/telemetry"
-    tap.inbox.extend((topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 7))
+    tap.inbox.extend(inbox)
 
     class FakeClient:
         _client = RecordingPaho(log)
         _disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     task = asyncio.create_task(driver._consume(FakeClient(), tap))  # type: ignore[arg-type]
+    return task, FakeClient._disconnected
+
+
+async def test_consumer_decodes_the_next_batch_while_the_previous_is_stored_and_acks_in_order(
+) -> None:
+    log: list[str] = []
+    release = {n: asyncio.Event() for n in (1, 2, 3)}
+    driver = make_driver(log, release)
+    topic = "estate/s/B1/water_tank/tank-1/telemetry"
+    task, connection = start_consumer(
+        driver, log, [(topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 7)])
 
     async def settle() -> None:
         for _ in range(20):
@@ -347,7 +357,7 @@ async def test_consumer_decodes_the_next_batch_while_the_previous_is_stored_and_
     await settle()
     assert log[12:] == ["sink 2 end", "ack [3, 4]", "sink 3 start",
                         "write 3 handed to the store's thread", "sink 3 end", "ack [5, 6]"]
-    FakeClient._disconnected.set_result(None)
+    connection.set_result(None)
     with pytest.raises(aiomqtt.MqttError):
         await task
 
@@ -356,17 +366,8 @@ async def test_consumer_cancelled_while_storing_cancels_the_store_and_sends_no_a
     log: list[str] = []
     release = {n: asyncio.Event() for n in (1, 2)}
     driver = make_driver(log, release)
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    client.on_socket_open = lambda c, u, s: None
-    tap = _PublishTap(client)
-    tap.inbox.append(("estate/s/B1/water_tank/tank-1/telemetry", b'{"level_pct": 1}',
-                      puback(1)))
-
-    class FakeClient:
-        _client = RecordingPaho(log)
-        _disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    task = asyncio.create_task(driver._consume(FakeClient(), tap))  # type: ignore[arg-type]
+    topic = "estate/s/B1/water_tank/tank-1/telemetry"
+    task, _ = start_consumer(driver, log, [(topic, b'{"level_pct": 1}', puback(1))])
     for _ in range(10):
         await asyncio.sleep(0)
     assert log[-1] == "write 1 handed to the store's thread"
@@ -383,20 +384,12 @@ async def test_consumer_lets_the_batches_in_hand_finish_when_the_connection_drop
     log: list[str] = []
     release = {n: asyncio.Event() for n in (1, 2)}
     driver = make_driver(log, release)
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    client.on_socket_open = lambda c, u, s: None
-    tap = _PublishTap(client)
     topic = "estate/s/B1/water_tank/tank-1/telemetry"
-    tap.inbox.extend((topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 6))
-
-    class FakeClient:
-        _client = RecordingPaho(log)
-        _disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    task = asyncio.create_task(driver._consume(FakeClient(), tap))  # type: ignore[arg-type]
+    task, connection = start_consumer(
+        driver, log, [(topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 6)])
     for _ in range(10):
         await asyncio.sleep(0)
-    FakeClient._disconnected.set_exception(ConnectionError("broker went away"))
+    connection.set_exception(ConnectionError("broker went away"))
     for _ in range(10):
         await asyncio.sleep(0)
     assert not task.done()  # waits for the batch in the sink rather than cancelling it
@@ -410,3 +403,38 @@ async def test_consumer_lets_the_batches_in_hand_finish_when_the_connection_drop
     assert log[-6:] == ["sink 1 end", "ack [1, 2]", "sink 2 start",
                         "write 2 handed to the store's thread", "sink 2 end", "ack [3, 4]"]
     assert 'decode {"level_pct": 5}' not in log  # redelivered on the next session
+
+
+async def test_handler_topics_keep_their_place_between_the_decoded_runs() -> None:
+    """A batch with a handler topic: what came before it is handed on first, then the
+    handler runs, then the rest; one batch is counted, every rejection reported."""
+    from drivers.mqtt.codec import MqttCodec
+    from drivers.mqtt.driver import MqttDriver, MqttSettings
+    from drivers.profiles import builtin_profiles
+    from gateway.clock import SystemClock
+    from gateway.types import Device, DeviceKind, Location
+
+    tank = Device("tank-1", DeviceKind.WATER_TANK, Location("B1"), "mqtt", "native")
+    codec = MqttCodec(prefix="estate", site="s", devices=[tank], profiles=builtin_profiles(),
+                      max_payload_bytes=65536)
+    log: list[Any] = []
+
+    async def sink(observations: list[Any]) -> None:
+        log.append(("sink", sorted(o.value for o in observations)))
+
+    async def status(payload: bytes) -> None:
+        log.append(("handler", payload))
+
+    rejected: list[str] = []
+    driver = MqttDriver(MqttSettings("127.0.0.1", 1, "t"), codec, sink,
+                        lambda reason, *a: rejected.append(reason), SystemClock(),
+                        handlers={"estate/s/workorders/status": status})
+    tel = "estate/s/B1/water_tank/tank-1/telemetry"
+    batch = [(tel, b'{"level_pct": 1}', b""), (tel, b"not json", b""),
+             ("estate/s/workorders/status", b"wo-1", b""), (tel, b'{"level_pct": 2}', b""),
+             ("estate/s/workorders/status", b"wo-2", b""), (tel, b'{"level_pct": 3}', b"")]
+    await driver._handle(batch)  # type: ignore[arg-type]
+    assert log == [("sink", [1]), ("handler", b"wo-1"), ("sink", [2]), ("handler", b"wo-2"),
+                   ("sink", [3])]
+    assert len(rejected) == 1
+    assert (driver.metrics.batches, driver.metrics.messages_in) == (1, 6)

@@ -27,12 +27,17 @@ def test_fill_watch_raises_at_level_and_clears_with_hysteresis(
     assert (verdict[0] if verdict else None) == expected
 
 
-async def test_runtime_raises_and_clears_store_full(tmp_path: Path, clock: FakeClock) -> None:
+def _runtime_with_budget(tmp_path: Path, clock: FakeClock) -> Runtime:
+    """A runtime whose telemetry store has a 100 MiB budget and the default 90 % alarm level."""
     cfg = write_config(tmp_path / "gw.yaml", broker_port=1883, data_dir=tmp_path / "data",
                        devices=[], rules=[],
                        extra={"store": {"path": str(tmp_path / "data"), "max_bytes": 100 * MIB,
                                         "fill_alarm_pct": 90}})
-    rt = Runtime(load_config(cfg), clock=clock, data_dir=tmp_path / "data")
+    return Runtime(load_config(cfg), clock=clock, data_dir=tmp_path / "data")
+
+
+async def test_runtime_raises_and_clears_store_full(tmp_path: Path, clock: FakeClock) -> None:
+    rt = _runtime_with_budget(tmp_path, clock)
     try:
         rt.telemetry.used_bytes = 95 * MIB
         await rt.check_store_fill()
@@ -53,11 +58,7 @@ async def test_runtime_raises_store_full_when_pruning_acted_though_under_the_lev
     """prune_oldest leaves the store at its low-water mark (90 %, the default alarm level):
     looked at just after a prune it reads 88 %, yet the budget was reached and readings were
     pruned; that is what store.full is for."""
-    cfg = write_config(tmp_path / "gw.yaml", broker_port=1883, data_dir=tmp_path / "data",
-                       devices=[], rules=[],
-                       extra={"store": {"path": str(tmp_path / "data"), "max_bytes": 100 * MIB,
-                                        "fill_alarm_pct": 90}})
-    rt = Runtime(load_config(cfg), clock=clock, data_dir=tmp_path / "data")
+    rt = _runtime_with_budget(tmp_path, clock)
     try:
         rt.telemetry.used_bytes = 88 * MIB
         await rt.check_store_fill()
