@@ -109,3 +109,29 @@ async def test_head_open_refuses_old_row_per_point_layout(tmp_path):
     assert text.startswith(f"{path}: 这是旧版遥测存储格式")
     assert f"{path}: this telemetry database has the old layout" in text
     assert "move the file away" in text
+
+
+async def test_compaction_streams_the_head_without_sorting_it(make_store):
+    """Compaction must not ask SQLite to sort the head: at 2,000 devices that is millions of
+    rows in a temporary b-tree (memory up to the cache size, then temporary files on the SD
+    card, every compaction). Every statement it runs is checked for a temporary b-tree; the
+    head holds several slots of interleaved series, written out of order, so a plain scan
+    in key order would hand merge_series a series in pieces or out of time order."""
+    store = make_store()
+    statements: list[str] = []
+    store._writer.call(lambda: store._conn.set_trace_callback(statements.append))
+    readings = [Reading(f"d{d}", f"m{m}", float(i * 10 + d), T0 + 10 * i + d)
+                for i in range(90) for d in range(3) for m in range(2)]
+    await store.write(readings[::-1])  # newest first: the head's insert order does not matter
+    await store.write([Reading("d0", "m0", 0.0, T0 + 1500)])  # moves the cutoff past them all
+    store._writer.call(lambda: store._conn.set_trace_callback(None))
+    assert store.compactions >= 1
+    selects = {s for s in statements if s.lstrip().upper().startswith("SELECT")}
+    assert any("points_head" in s for s in selects)
+    plans = store._writer.call(lambda: {
+        s: [row[3] for row in store._conn.execute("EXPLAIN QUERY PLAN " + s)] for s in selects})
+    assert not [(s, p) for s, p in plans.items() if any("TEMP B-TREE" in step for step in p)]
+    for d in range(3):
+        for m in range(2):
+            got = store.history_sync(f"d{d}", f"m{m}", T0, T0 + 1000)
+            assert [p.value for p in got] == [float(i * 10 + d) for i in range(90)]
