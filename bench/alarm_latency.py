@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,25 +113,33 @@ class Watcher:
         self.client.loop_stop()
 
 
-def probe(port: int, watcher: Watcher, *, seconds: float, interval: float,
-          timeout: float = 2.0, max_probes: int | None = None) -> dict[str, list[float]]:
+@dataclass
+class ProbeState:
+    """What the probe tank was last sent, carried from one phase to the next: a phase that
+    began with 95 % after one that ended with 95 % measured no transition (a miss)."""
+
+    high: bool = True
+    last_ts: float = 0.0
+
+
+def probe(port: int, watcher: Watcher, state: ProbeState, *, seconds: float,
+          interval: float, timeout: float = 2.0, max_probes: int | None = None
+          ) -> dict[str, list[float]]:
     """Alternate 95 % / 50 % on the probe tank; latency of each transition, in ms."""
     pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-alarm-probe")
     pub.connect("127.0.0.1", port)
     pub.loop_start()
     out: dict[str, list[float]] = {"mqtt": [], "stream": []}
     missed = 0
-    high = True
-    last_ts = 0.0
     end = time.monotonic() + seconds
     try:
         while time.monotonic() < end and (max_probes is None or max_probes > 0):
             if max_probes is not None:
                 max_probes -= 1
             n_mqtt, n_stream = len(watcher.mqtt), len(watcher.stream)
-            ts = max(round(time.time(), 3), last_ts + 0.001)
-            last_ts = ts
-            body = orjson.dumps({"ts": ts, "level_pct": 95.0 if high else 50.0})
+            ts = max(round(time.time(), 3), state.last_ts + 0.001)
+            state.last_ts = ts
+            body = orjson.dumps({"ts": ts, "level_pct": 95.0 if state.high else 50.0})
             sent = time.monotonic()
             pub.publish(PROBE_TOPIC, body, qos=1)
             deadline = sent + timeout
@@ -145,7 +154,7 @@ def probe(port: int, watcher: Watcher, *, seconds: float, interval: float,
                     time.sleep(0.0002)
                 if len(watcher.stream) > n_stream:
                     out["stream"].append((watcher.stream[n_stream] - sent) * 1000)
-            high = not high
+            state.high = not state.high
             time.sleep(interval)
     finally:
         pub.disconnect()
@@ -189,9 +198,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             watcher = Watcher(broker.port, gw)
             try:
                 watcher.stream_ready.wait(10)
-                warmup = probe(broker.port, watcher, seconds=10, interval=args.interval,
+                tank = ProbeState()
+                warmup = probe(broker.port, watcher, tank, seconds=10, interval=args.interval,
                                max_probes=2)
-                idle = probe(broker.port, watcher, seconds=args.idle, interval=args.interval)
+                idle = probe(broker.port, watcher, tank, seconds=args.idle,
+                             interval=args.interval)
                 load_out: dict[str, Any] = {}
 
                 def load() -> None:
@@ -204,7 +215,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 t.start()
                 time.sleep(1.0 + 0.2 * args.processes + 2.0)  # publishers start, then settle
                 cpu0, busy0, t0 = h.cpu_s(gw.proc.pid), h.machine_busy_s(), time.monotonic()
-                busy = probe(broker.port, watcher, seconds=args.duration, interval=args.interval)
+                busy = probe(broker.port, watcher, tank, seconds=args.duration,
+                             interval=args.interval)
                 gw_cpu = h.cpu_s(gw.proc.pid) - cpu0  # over the probing window only
                 window = time.monotonic() - t0
                 machine_pct = 100 * (h.machine_busy_s() - busy0) / window
