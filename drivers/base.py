@@ -24,7 +24,9 @@ from gateway.types import Command, CommandResult, Observation
 __all__ = ["Driver", "Rejector", "Sink"]
 
 Sink = Callable[[Sequence[Observation]], Awaitable[None]]
-"""Receives a batch of observations; returns once they are accepted (not necessarily stored)."""
+"""Receives a batch of observations; returns once they are accepted (the gateway's returns
+once they are stored and their alarms decided). A driver may call it again before an earlier
+call has returned; batches are then taken in the order of the calls."""
 
 Rejector = Callable[[str, str, bytes, str], None]
 """``reject(reason, source, payload, detail)``: count and keep one rejected input."""

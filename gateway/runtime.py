@@ -204,7 +204,13 @@ class Runtime:
             self._dead.append(DeadLetter(self.clock.now(), reason, source, payload, detail))
 
     async def ingest(self, batch: Sequence[Observation]) -> None:
-        """The driver sink: returns once the batch is stored and its alarms are decided."""
+        """The driver sink: returns once the batch is stored and its alarms are decided.
+
+        Calls may overlap (the MQTT driver starts the next batch while this one's readings
+        are still being written): batches are decided in the order of the calls, because
+        the first thing a call awaits is its turn at ``_lock`` (an ``asyncio.Lock`` queues
+        its waiters in order, and a free one is taken without yielding).
+        """
         started = time.perf_counter()
         now = self.clock.now()
         readings: list[Reading] = []
@@ -230,26 +236,25 @@ class Runtime:
         self.metrics.observations["event"] += len(events)
         self.metrics.observations["status"] += len(statuses)
         # The readings are written on the store's thread while the rules run and their
-        # alarms are committed (the state store's own thread): an alarm no longer waits
-        # for the batch's telemetry write. Both are done before this returns (and the
-        # driver acks); if the write fails the batch is redelivered and re-evaluated, and
-        # a threshold already raised is not raised twice.
+        # alarms are committed (the state store's own thread): an alarm waits neither for
+        # this batch's telemetry write nor for the one before it. Both are done before
+        # this returns (and the driver acks); if the write fails the batch is redelivered
+        # and re-evaluated, and a threshold already raised is not raised twice.
         # Rules see every reading; report-by-exception only thins what is written.
         stored = (self.rbe.filter(readings) if self.rbe.policies else readings) \
             if readings else readings
         write = asyncio.ensure_future(self.telemetry.write(stored)) if stored else None
-        if write is not None:
-            # let the write task hand the batch to the store's thread now: without this
-            # yield it started only at ``await write`` below (when no alarm was committed),
-            # so the rules did not run while the readings were written after all
-            await asyncio.sleep(0)
         try:
-            if events:
-                known = await self.state.known_event_ids(e.event_id for e in events)
-                if known:
-                    self.metrics.events_duplicate += len(known)
-                    events = [e for e in events if e.event_id not in known]
-            async with self._lock:
+            async with self._lock:  # the first await: this call's turn, in call order
+                if write is not None:
+                    # let the write task hand the batch to the store's thread now, so the
+                    # rules run while the readings are written
+                    await asyncio.sleep(0)
+                if events:  # under the lock: a redelivery in the batch before is committed
+                    known = await self.state.known_event_ids(e.event_id for e in events)
+                    if known:
+                        self.metrics.events_duplicate += len(known)
+                        events = [e for e in events if e.event_id not in known]
                 now = await self._rules_now()  # under the lock, on a checked time scale
                 outcome = self.alarms.observe([*readings, *events, *statuses], now)
                 if events or outcome or self.alarms.dirty:

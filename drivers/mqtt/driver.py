@@ -28,6 +28,7 @@ import socket
 import ssl
 import struct
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = ["MqttDriver", "MqttSettings"]
 
 _GULP = 65536  # bytes asked of the socket per read
 _SINK_START_YIELDS = 2  # loop turns for a sink to hand its write to the store's thread
+_IN_FLIGHT = 2  # batches in the sink at once: one being written, the next being decided
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +183,13 @@ class MqttDriver:
     async def _consume(self, client: aiomqtt.Client, tap: _PublishTap) -> None:
         """Take what the tap has collected in batches: decode, store, then acknowledge.
 
-        Two batches are in hand at a time: while one is being stored (the sink: rules on
-        this thread, the telemetry write on the store's thread), the next is decoded, so
-        the codec's work overlaps the write instead of waiting for it. Sink calls still
-        run one after the other in receipt order, and a batch is acknowledged when its
-        sink call has returned, so acks stay in receipt order and after the store.
+        Up to ``_IN_FLIGHT`` batches are in the sink at a time, and the next is decoded
+        meanwhile: the sink decides a batch's alarms as soon as the batch before it is
+        decided, while that one's readings are still being written on the store's thread
+        (``Runtime.ingest`` decides overlapping calls in call order), so an alarm does not
+        wait for the telemetry write ahead of it. A batch is acknowledged once its sink
+        call has returned and the batch before it has been acknowledged: acks stay in
+        receipt order and after the store.
         """
         inbox = tap.inbox  # filled by the tap in place; taken from here in place
         paho = client._client
@@ -194,19 +198,22 @@ class MqttDriver:
         loop = asyncio.get_running_loop()
         batch_max = self.settings.batch_max
         handlers = self._handlers
-        storing: asyncio.Task[None] | None = None  # the previous batch: sink, then ack
+        storing: deque[asyncio.Task[None]] = deque()  # sink then ack, oldest first
+
+        def finished(_: object) -> None:
+            tap.wake()  # a waiting loop reaps it and sees what the sink raised
+
         try:
             while True:
-                if not inbox and storing is not None:
-                    await storing  # nothing to decode meanwhile; raises what the sink raised
-                    storing = None
-                while not inbox and not disconnected.done():
+                while storing and storing[0].done():
+                    storing.popleft().result()  # raises what the sink raised
+                if not inbox and not disconnected.done():
                     tap.waiter = loop.create_future()
                     await tap.waiter
+                    continue
                 if disconnected.done():
-                    if storing is not None:  # let the batch in the sink finish, as before
-                        await storing
-                        storing = None
+                    while storing:  # let the batches in the sink finish, as before
+                        await storing.popleft()
                     cause = None if disconnected.cancelled() else disconnected.exception()
                     raise aiomqtt.MqttError("Disconnected during message iteration") from cause
                 batch = inbox[:batch_max]
@@ -214,37 +221,44 @@ class MqttDriver:
                 self.heartbeat = self.clock.monotonic()
                 if handlers and not handlers.keys().isdisjoint([m[0] for m in batch]):
                     # a handler topic is awaited in order with the sink calls around it
-                    if storing is not None:
-                        await storing
-                        storing = None
+                    while storing:
+                        await storing.popleft()
                     await self._handle(batch)
                     _ack(paho, batch)
                     continue
                 observations = self._decode(batch)
-                if storing is not None:
-                    await storing
-                storing = loop.create_task(self._store(paho, batch, observations),
-                                           name="driver[mqtt].store")
-                # Let the sink start before decoding the next batch: it hands the readings
-                # to the store's thread first (Runtime.ingest schedules the write and yields
-                # once for it), so the write runs while this thread decodes. Only the
-                # overlap depends on the count; order and acks do not.
+                if len(storing) >= _IN_FLIGHT:
+                    await storing.popleft()
+                task = loop.create_task(
+                    self._store(paho, batch, observations, storing[-1] if storing else None),
+                    name="driver[mqtt].store")
+                task.add_done_callback(finished)
+                storing.append(task)
+                # Let the sink start before decoding the next batch: it takes its turn and
+                # hands the readings to the store's thread first (Runtime.ingest yields once
+                # for it), so the write runs while this thread decodes. Only the overlap
+                # depends on the count; order and acks do not.
                 for _ in range(_SINK_START_YIELDS):
                     await asyncio.sleep(0)
         finally:
-            if storing is not None and not storing.done():
-                # cancelled (shutdown) or failed while decoding: the batch being stored is
-                # cancelled like one in the sink was before, and redelivered unacked
-                storing.cancel()
-                await asyncio.wait({storing})
-                if not storing.cancelled() and storing.exception() is not None:
-                    log.error("mqtt: storing a batch failed while the driver stopped: %s",
-                              storing.exception())
+            if storing:
+                # cancelled (shutdown) or failed: the batches being stored are cancelled
+                # like one in the sink was before, and redelivered unacked
+                for task in storing:
+                    task.cancel()
+                await asyncio.wait(storing)
+                failed = [t.exception() for t in storing if not t.cancelled()]
+                for exc in failed:
+                    if exc is not None:
+                        log.error("mqtt: storing a batch failed while the driver stopped: %s",
+                                  exc)
 
-    async def _store(self, paho: Any, batch: list[Publish],
-                     observations: list[Observation]) -> None:
+    async def _store(self, paho: Any, batch: list[Publish], observations: list[Observation],
+                     before: asyncio.Task[None] | None) -> None:
         if observations:
             await self.sink(observations)
+        if before is not None:
+            await before  # acks in receipt order; nothing is acked after a failed batch
         _ack(paho, batch)
 
     def _decode(self, batch: list[Publish]) -> list[Observation]:

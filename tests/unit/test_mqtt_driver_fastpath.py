@@ -329,8 +329,10 @@ def start_consumer(driver: Any, log: list[str], inbox: Any
     return task, FakeClient._disconnected
 
 
-async def test_consumer_decodes_the_next_batch_while_the_previous_is_stored_and_acks_in_order(
-) -> None:
+async def test_consumer_keeps_two_batches_in_the_sink_and_acks_in_receipt_order() -> None:
+    """Batch 2 enters the sink while batch 1's readings are still being written (its alarms
+    need not wait for that write); batch 3 is decoded and waits for a place. Batch 2's
+    sink returns first, but its acks go out only after batch 1's."""
     log: list[str] = []
     release = {n: asyncio.Event() for n in (1, 2, 3)}
     driver = make_driver(log, release)
@@ -343,23 +345,52 @@ async def test_consumer_decodes_the_next_batch_while_the_previous_is_stored_and_
             await asyncio.sleep(0)
 
     await settle()
-    # batch 1 (messages 1, 2) is being written; batch 2 was decoded meanwhile, not stored
     assert log == ['decode {"level_pct": 1}', 'decode {"level_pct": 2}', "sink 1 start",
                    "write 1 handed to the store's thread", 'decode {"level_pct": 3}',
-                   'decode {"level_pct": 4}']
+                   'decode {"level_pct": 4}', "sink 2 start",
+                   "write 2 handed to the store's thread", 'decode {"level_pct": 5}',
+                   'decode {"level_pct": 6}']
+    release[2].set()
+    await settle()
+    assert log[10:] == ["sink 2 end"]  # stored, not acked: batch 1 is not
     release[1].set()
     await settle()
-    assert log[6:] == ["sink 1 end", "ack [1, 2]", "sink 2 start",
-                       "write 2 handed to the store's thread", 'decode {"level_pct": 5}',
-                       'decode {"level_pct": 6}']
-    release[2].set()
+    assert log[11:] == ["sink 1 end", "ack [1, 2]", "ack [3, 4]", "sink 3 start",
+                        "write 3 handed to the store's thread"]
     release[3].set()
     await settle()
-    assert log[12:] == ["sink 2 end", "ack [3, 4]", "sink 3 start",
-                        "write 3 handed to the store's thread", "sink 3 end", "ack [5, 6]"]
+    assert log[16:] == ["sink 3 end", "ack [5, 6]"]
     connection.set_result(None)
     with pytest.raises(aiomqtt.MqttError):
         await task
+
+
+async def test_consumer_acks_nothing_after_a_batch_whose_sink_failed() -> None:
+    """Batch 1's write fails after batch 2 was stored: neither is acked (both come again)."""
+    log: list[str] = []
+    release = {n: asyncio.Event() for n in (1, 2, 3)}
+    driver = make_driver(log, release)
+    failing = driver.sink
+
+    async def sink(batch: list[Any]) -> None:
+        await failing(batch)
+        if len([line for line in log if line.startswith("sink") and "end" in line]) == 2:
+            raise RuntimeError("disk I/O error")  # the second to finish: batch 1
+
+    driver.sink = sink
+    topic = "estate/s/B1/water_tank/tank-1/telemetry"
+    task, _ = start_consumer(
+        driver, log, [(topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 5)])
+    for _ in range(20):
+        await asyncio.sleep(0)
+    release[2].set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    release[1].set()
+    with pytest.raises(RuntimeError, match="disk I/O error"):
+        await task
+    assert log[-2:] == ["sink 2 end", "sink 1 end"]
+    assert not [line for line in log if line.startswith("ack")]
 
 
 async def test_consumer_cancelled_while_storing_cancels_the_store_and_sends_no_ack() -> None:
@@ -379,30 +410,29 @@ async def test_consumer_cancelled_while_storing_cancels_the_store_and_sends_no_a
 
 
 async def test_consumer_lets_the_batches_in_hand_finish_when_the_connection_drops() -> None:
-    """As before the pipelining: a batch in the sink is stored (its acks go nowhere; the
-    broker redelivers and the store ignores the duplicates), not cancelled midway."""
+    """As before the pipelining: the batches in the sink are stored (their acks go nowhere;
+    the broker redelivers and the store ignores the duplicates), not cancelled midway, and
+    so is the batch already decoded; nothing after it is taken."""
     log: list[str] = []
-    release = {n: asyncio.Event() for n in (1, 2)}
+    release = {n: asyncio.Event() for n in (1, 2, 3)}
     driver = make_driver(log, release)
     topic = "estate/s/B1/water_tank/tank-1/telemetry"
     task, connection = start_consumer(
-        driver, log, [(topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 6)])
+        driver, log, [(topic, b'{"level_pct": %d}' % i, puback(i)) for i in range(1, 8)])
     for _ in range(10):
         await asyncio.sleep(0)
     connection.set_exception(ConnectionError("broker went away"))
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert not task.done()  # waits for the batch in the sink rather than cancelling it
-    release[1].set()
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert not task.done()  # and for the batch it had already decoded
-    release[2].set()
+    for n in (1, 2, 3):
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not task.done()  # waits for batch n in the sink rather than cancelling it
+        release[n].set()
     with pytest.raises(aiomqtt.MqttError):
         await task
-    assert log[-6:] == ["sink 1 end", "ack [1, 2]", "sink 2 start",
-                        "write 2 handed to the store's thread", "sink 2 end", "ack [3, 4]"]
-    assert 'decode {"level_pct": 5}' not in log  # redelivered on the next session
+    assert log[-8:] == ["sink 1 end", "ack [1, 2]", "sink 3 start",
+                        "write 3 handed to the store's thread", "sink 2 end", "ack [3, 4]",
+                        "sink 3 end", "ack [5, 6]"]
+    assert 'decode {"level_pct": 7}' not in log  # redelivered on the next session
 
 
 async def test_handler_topics_keep_their_place_between_the_decoded_runs() -> None:

@@ -1,0 +1,35 @@
+"""Overlapping ``Runtime.ingest`` calls are decided in call order.
+
+The MQTT driver hands the next batch to the sink while the one before is still being
+written, so two calls overlap. An earlier batch that holds an event first asks the state
+store whether the event is known (a thread round trip); a later batch without events must
+still wait for it, or its readings are decided before the earlier batch's."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gateway.clock import FakeClock
+from gateway.types import Event, Reading
+from tests.support.runtime import runtime
+
+RULES = [{"id": "tank-high", "select": {"kind": "water_tank"},
+          "when": {"type": "threshold", "metric": "level_pct", "above": 95}}]
+
+
+async def test_overlapping_batches_are_decided_in_call_order(tmp_path: Path) -> None:
+    clock = FakeClock()
+    t0 = clock.now()
+    with runtime(tmp_path, clock=clock, rules=RULES) as rt:
+        first = [Event("door-1", "door.forced_open", t0, "ev-1"),
+                 Reading("tank-1", "level_pct", 97.0, t0)]
+        second = [Reading("tank-1", "level_pct", 50.0, t0 + 1)]
+        one = asyncio.create_task(rt.ingest(first))
+        two = asyncio.create_task(rt.ingest(second))
+        await asyncio.gather(one, two)
+        (alarm,) = [a for a in rt.alarm_list() if a.rule_id == "tank-high"]
+        # raised by the first batch, then its condition cleared by the second
+        assert alarm.count == 1
+        assert alarm.condition_active is False
+        assert [e.kind for e in rt.state.events_sync(None)] == ["door.forced_open"]
