@@ -115,7 +115,9 @@ class StoreConfig(_Strict):
     path: str = "/var/lib/estate-gateway"
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     batch_max: int = Field(5_000, ge=1, le=100_000)
-    batch_interval_ms: int = Field(20, ge=0, le=10_000)
+    # readings of the batches ingested within this many ms are written in one transaction
+    # (``gateway/store/groupcommit.py``); 0: a transaction per batch
+    batch_interval_ms: int = Field(5, ge=0, le=10_000)
     # Budget of the telemetry database (raw points, rollups, influx outbox); None = no limit.
     max_bytes: int | None = Field(None, ge=1_048_576)
     on_full: Literal["prune_oldest", "drop_new"] = "prune_oldest"

@@ -35,6 +35,7 @@ from gateway.journal import ALARM_TYPE, alarm_draft, event_draft, to_cloudevent
 from gateway.ratelimit import LoginLimiter
 from gateway.outbox import Outbox
 from gateway.store.deadband import ReportByException, policies_from_config
+from gateway.store.groupcommit import GroupCommit
 from gateway.store.retention import FillWatch, TelemetryPolicy
 from gateway.upstream.bridge import UpstreamBridge
 from gateway.store.sqlite import TelemetryStore
@@ -110,6 +111,10 @@ class Runtime:
         self.telemetry = TelemetryStore(self.data_dir / "telemetry.db",
                                         policy=TelemetryPolicy.from_config(config.store),
                                         outbox=self.influx_enabled)
+        # readings of several batches per transaction (alarms are decided before the wait)
+        self.group_commit = GroupCommit(self.telemetry.write,
+                                        linger_s=config.store.batch_interval_ms / 1000,
+                                        max_points=config.store.batch_max)
         self.rbe = ReportByException(policies_from_config(config.store.report_by_exception))
         self.store_fill = (FillWatch(config.store.max_bytes, config.store.fill_alarm_pct)
                            if config.store.max_bytes else None)
@@ -235,21 +240,18 @@ class Runtime:
         self.metrics.observations["reading"] += len(readings)
         self.metrics.observations["event"] += len(events)
         self.metrics.observations["status"] += len(statuses)
-        # The readings are written on the store's thread while the rules run and their
-        # alarms are committed (the state store's own thread): an alarm waits neither for
-        # this batch's telemetry write nor for the one before it. Both are done before
-        # this returns (and the driver acks); if the write fails the batch is redelivered
-        # and re-evaluated, and a threshold already raised is not raised twice.
+        # The readings join the store's open write group (``GroupCommit``: written within
+        # ``store.batch_interval_ms``, several batches per transaction) while the rules run
+        # and their alarms are committed (the state store's own thread): an alarm waits
+        # neither for this batch's telemetry write nor for the one before it. Both are
+        # done before this returns (and the driver acks); if the write fails the batch is
+        # redelivered and re-evaluated, and a threshold already raised is not raised twice.
         # Rules see every reading; report-by-exception only thins what is written.
         stored = (self.rbe.filter(readings) if self.rbe.policies else readings) \
             if readings else readings
-        write = asyncio.ensure_future(self.telemetry.write(stored)) if stored else None
+        write = self.group_commit.submit(stored) if stored else None
         try:
             async with self._lock:  # the first await: this call's turn, in call order
-                if write is not None:
-                    # let the write task hand the batch to the store's thread now, so the
-                    # rules run while the readings are written
-                    await asyncio.sleep(0)
                 if events:  # under the lock: a redelivery in the batch before is committed
                     known = await self.state.known_event_ids(e.event_id for e in events)
                     if known:
@@ -262,7 +264,7 @@ class Runtime:
                     await self._commit_outcome(outcome, tx)
         finally:
             if write is not None:
-                await write
+                await asyncio.shield(write)  # the group is shared with other batches
         self.metrics.ingest_batches += 1
         self.metrics.ingest_seconds += time.perf_counter() - started
 
@@ -639,6 +641,12 @@ class Runtime:
             if st.device.transport == "mqtt":
                 self.command_drivers[device_id] = mqtt
         modbus = self.build_modbus()
+        try:
+            await self._run_tasks(mqtt, modbus, serve_api)
+        finally:
+            await self.group_commit.close()  # groups not written were not acknowledged
+
+    async def _run_tasks(self, mqtt: MqttDriver, modbus: list[Any], serve_api: bool) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(mqtt.run(), name="driver[mqtt]")
             for drv in modbus:

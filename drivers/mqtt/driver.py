@@ -47,8 +47,10 @@ from gateway.types import Command, CommandResult, Observation
 __all__ = ["MqttDriver", "MqttSettings"]
 
 _GULP = 65536  # bytes asked of the socket per read
-_SINK_START_YIELDS = 2  # loop turns for a sink to hand its write to the store's thread
-_IN_FLIGHT = 2  # batches in the sink at once: one being written, the next being decided
+_SINK_START_YIELDS = 2  # loop turns for a sink to start before the next batch is decoded
+# Batches in the sink at once: each is decided as soon as the one before it is, and then
+# waits for its readings' write group (``store.batch_interval_ms``); bounded in messages too.
+_IN_FLIGHT = 64
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +185,11 @@ class MqttDriver:
     async def _consume(self, client: aiomqtt.Client, tap: _PublishTap) -> None:
         """Take what the tap has collected in batches: decode, store, then acknowledge.
 
-        Up to ``_IN_FLIGHT`` batches are in the sink at a time, and the next is decoded
-        meanwhile: the sink decides a batch's alarms as soon as the batch before it is
-        decided, while that one's readings are still being written on the store's thread
-        (``Runtime.ingest`` decides overlapping calls in call order), so an alarm does not
-        wait for the telemetry write ahead of it. A batch is acknowledged once its sink
+        Up to ``_IN_FLIGHT`` batches (and ``2 × batch_max`` messages) are in the sink at a
+        time, and the next is decoded meanwhile: the sink decides a batch's alarms as soon
+        as the batch before it is decided, while the readings of both still wait for their
+        write group on the store's thread (``Runtime.ingest`` decides overlapping calls in
+        call order), so an alarm does not wait for a telemetry write. A batch is acknowledged once its sink
         call has returned and the batch before it has been acknowledged: acks stay in
         receipt order and after the store.
         """
@@ -199,6 +201,8 @@ class MqttDriver:
         batch_max = self.settings.batch_max
         handlers = self._handlers
         storing: deque[asyncio.Task[None]] = deque()  # sink then ack, oldest first
+        sizes: deque[int] = deque()  # messages in each of them
+        held = 0  # messages in the sink
 
         def finished(_: object) -> None:
             tap.wake()  # a waiting loop reaps it and sees what the sink raised
@@ -206,6 +210,7 @@ class MqttDriver:
         try:
             while True:
                 while storing and storing[0].done():
+                    held -= sizes.popleft()
                     storing.popleft().result()  # raises what the sink raised
                 if not inbox and not disconnected.done():
                     tap.waiter = loop.create_future()
@@ -213,6 +218,7 @@ class MqttDriver:
                     continue
                 if disconnected.done():
                     while storing:  # let the batches in the sink finish, as before
+                        sizes.popleft()
                         await storing.popleft()
                     cause = None if disconnected.cancelled() else disconnected.exception()
                     raise aiomqtt.MqttError("Disconnected during message iteration") from cause
@@ -222,22 +228,28 @@ class MqttDriver:
                 if handlers and not handlers.keys().isdisjoint([m[0] for m in batch]):
                     # a handler topic is awaited in order with the sink calls around it
                     while storing:
+                        sizes.popleft()
                         await storing.popleft()
+                    held = 0
                     await self._handle(batch)
                     _ack(paho, batch)
                     continue
                 observations = self._decode(batch)
-                if len(storing) >= _IN_FLIGHT:
+                while storing and (len(storing) >= _IN_FLIGHT
+                                   or held + len(batch) > 2 * batch_max):
+                    held -= sizes.popleft()
                     await storing.popleft()
                 task = loop.create_task(
                     self._store(paho, batch, observations, storing[-1] if storing else None),
                     name="driver[mqtt].store")
                 task.add_done_callback(finished)
                 storing.append(task)
-                # Let the sink start before decoding the next batch: it takes its turn and
-                # hands the readings to the store's thread first (Runtime.ingest yields once
-                # for it), so the write runs while this thread decodes. Only the overlap
-                # depends on the count; order and acks do not.
+                sizes.append(len(batch))
+                held += len(batch)
+                # Let the sink start before decoding the next batch: it hands its readings
+                # to the store's write group, takes its turn and, when the sink is free,
+                # decides the batch's alarms before this thread decodes more. Only the
+                # overlap depends on the count; order and acks do not.
                 for _ in range(_SINK_START_YIELDS):
                     await asyncio.sleep(0)
         finally:

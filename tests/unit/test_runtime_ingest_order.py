@@ -33,3 +33,26 @@ async def test_overlapping_batches_are_decided_in_call_order(tmp_path: Path) -> 
         assert alarm.count == 1
         assert alarm.condition_active is False
         assert [e.kind for e in rt.state.events_sync(None)] == ["door.forced_open"]
+
+
+async def test_alarms_are_committed_while_the_readings_wait_for_their_write_group(
+        tmp_path: Path) -> None:
+    """The readings of overlapping batches go in one telemetry transaction; each batch's
+    alarm is committed (journal row) before that transaction, and ``ingest`` returns
+    only once the readings are stored."""
+    clock = FakeClock()
+    t0 = clock.now()
+    with runtime(tmp_path, clock=clock, rules=RULES, store={"batch_interval_ms": 200}) as rt:
+        one = asyncio.create_task(rt.ingest([Reading("tank-1", "level_pct", 97.0, t0)]))
+        two = asyncio.create_task(rt.ingest([Reading("tank-1", "level_pct", 98.0, t0 + 1)]))
+        for _ in range(200):
+            if rt.state.journal_sync(0, 10):
+                break
+            await asyncio.sleep(0.001)
+        assert [e.type for e in rt.state.journal_sync(0, 10)] == ["estate.alarm.transition"]
+        assert not one.done() and not two.done()  # their readings are still lingering
+        assert rt.telemetry.history_sync("tank-1", "level_pct", t0 - 1, t0 + 2) == []
+        await asyncio.gather(one, two)
+        got = rt.telemetry.history_sync("tank-1", "level_pct", t0 - 1, t0 + 2)
+        assert [p.value for p in got] == [97.0, 98.0]
+        assert (rt.group_commit.batches, rt.group_commit.transactions) == (2, 1)
