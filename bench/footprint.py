@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                               workdir=root / "load", client=args.client)
 
             base_points = gw.points_written()
-            cpu0 = h.cpu_s(pid)
+            cpu0, disk0 = h.cpu_s(pid), h.disk_written(pid)
             t = threading.Thread(target=load)
             t.start()
             t0 = time.monotonic()
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 got = gw.points_written() - base_points
             samples.append((time.monotonic() - t0, h.rss_mb(pid)))
             cpu = h.cpu_s(pid) - cpu0
+            disk = h.disk_written(pid) - disk0
             peak = h.peak_rss_mb(pid)
             achieved = sum(r.sent for r in loads) / max(r.paced_s for r in loads)
             dropped = broker.dropped()
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
            "lost": max(0, expected - got), "broker_dropped": dropped,
            "gateway_cpu_s": round(cpu, 1),
            "gateway_cpu_pct": round(100 * cpu / max(1e-9, samples[-1][0]), 1),
+           # what an SD card would have to absorb: WAL, checkpoints, compactions
+           "disk_written_mb_per_s": round(disk / 1e6 / max(1e-9, samples[-1][0]), 2),
+           "disk_written_bytes_per_point": round(disk / max(1, got), 1),
            "rss_samples": [(round(t, 1), round(r, 1)) for t, r in samples]}
     print(h.table([
         ["start-up to ready, cold / warm max (s)", f"{res['startup_cold_s']} / "
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ["load achieved (msg/s) / lost points / broker drops",
          f"{achieved:,.0f} / {res['lost']} / {dropped}"],
         ["gateway CPU (% of one core)", res["gateway_cpu_pct"]],
+        ["disk written (MB/s) / bytes per stored point",
+         f"{res['disk_written_mb_per_s']} / {res['disk_written_bytes_per_point']}"],
     ], ["figure", "value"]))
     path = h.save("footprint", {"params": {k: v for k, v in vars(args).items() if k != "out"},
                                 "summary": res}, args.out)

@@ -286,6 +286,16 @@ def cpu_s(pid: int) -> float:
     return 0.0
 
 
+def disk_written(pid: int) -> int:
+    """Bytes the process has caused to be written to storage (``write_bytes``: what reaches
+    the disk, or would on an SD card: the WAL, checkpoints, temporary files)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
 def thread_cpu_s(pid: int) -> dict[str, float]:
     """CPU seconds of a process split into its main thread (the event loop) and the rest.
 

@@ -72,6 +72,16 @@ class _RuntimeCollector(Collector):
                                   value=t.duplicates_ignored)
         yield GaugeMetricFamily("gateway_store_last_write_seconds",
                                 "Duration of the last telemetry commit", value=t.last_write_s)
+        g = rt.group_commit
+        yield CounterMetricFamily("gateway_store_write_transactions",
+                                  "Telemetry transactions (each holds the readings of one or "
+                                  "more ingest batches: store.batch_interval_ms)",
+                                  value=g.transactions)
+        yield CounterMetricFamily("gateway_store_write_batches", "Ingest batches handed to the "
+                                  "telemetry writer", value=g.batches)
+        yield GaugeMetricFamily("gateway_store_write_waiting",
+                                "Readings handed to the telemetry writer, not yet committed",
+                                value=g.waiting)
         yield CounterMetricFamily("gateway_store_points_dropped_full",
                                   "Readings refused because the store was full (on_full: drop_new)",
                                   value=t.points_dropped_full)

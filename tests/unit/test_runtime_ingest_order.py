@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from gateway.clock import FakeClock
+from gateway.metrics import render_metrics
 from gateway.types import Event, Reading
 from tests.support.runtime import runtime
 
@@ -56,3 +57,7 @@ async def test_alarms_are_committed_while_the_readings_wait_for_their_write_grou
         got = rt.telemetry.history_sync("tank-1", "level_pct", t0 - 1, t0 + 2)
         assert [p.value for p in got] == [97.0, 98.0]
         assert (rt.group_commit.batches, rt.group_commit.transactions) == (2, 1)
+        body, _ = render_metrics(rt)
+        for line in (b"gateway_store_write_transactions_total 1.0",
+                     b"gateway_store_write_batches_total 2.0", b"gateway_store_write_waiting 0.0"):
+            assert b"\n" + line + b"\n" in body
