@@ -259,11 +259,11 @@ class MqttDriver:
                 for task in storing:
                     task.cancel()
                 await asyncio.wait(storing)
-                failed = [t.exception() for t in storing if not t.cancelled()]
-                for exc in failed:
-                    if exc is not None:
-                        log.error("mqtt: storing a batch failed while the driver stopped: %s",
-                                  exc)
+                # a failed batch fails the ones after it (they await it): log each cause once
+                failed = {id(e): e for t in storing if not t.cancelled()
+                          for e in [t.exception()] if e is not None}
+                for exc in failed.values():
+                    log.error("mqtt: storing a batch failed while the driver stopped: %s", exc)
 
     async def _store(self, paho: Any, batch: list[Publish], observations: list[Observation],
                      before: asyncio.Task[None] | None) -> None:
