@@ -39,9 +39,12 @@ def table_rows(path) -> dict[str, list[tuple]]:
         conn.close()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-async def test_import_builds_the_same_chunks_and_rollups_as_the_live_path(make_store,
-                                                                          tmp_path, workers):
+@pytest.mark.parametrize(("workers", "flush_every"), [(1, 1000), (2, 1000), (1, 1), (1, 3)])
+async def test_import_builds_the_same_chunks_and_rollups_as_the_live_path(
+        make_store, tmp_path, monkeypatch, workers, flush_every):
+    # flush_every: the compaction writes its chunk rows every so many series (1 and 3: the
+    # rows of one series' hour, or of a series' two hours, end up in separate flushes)
+    monkeypatch.setattr("gateway.store.sqlite.COMPACT_FLUSH_SERIES", flush_every)
     series = data()
     live = make_store(name="live.db")
     for i in range(0, N, 30):  # five minutes of every series per batch, as the gateway would
