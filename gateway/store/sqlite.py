@@ -36,6 +36,7 @@ triggers) is refused with a bilingual error that names the file (``OLD_LAYOUT``)
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import sqlite3
 import threading
 import time
@@ -190,6 +191,25 @@ def connect(path: Path, *, synchronous: str, readonly: bool = False) -> sqlite3.
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``, or nothing where there is none (musl, macOS).
+
+    A compaction allocates and frees tens of MB on the writer thread (decoded chunks, zlib
+    state); glibc keeps freed memory in that thread's arena, so the gateway's RSS rose by
+    the compaction's working set and stayed there. Trimming after each compaction hands it
+    back to the system (a millisecond or two, every few minutes)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
+
+
+_release_freed_memory = _malloc_trim()
 
 
 class SingleWriter:
@@ -400,6 +420,7 @@ class TelemetryStore:
         self._watermark = cutoff_ms
         self.compactions += 1
         self.last_compaction_s = time.perf_counter() - started
+        _release_freed_memory()
         return moved
 
     def _head_cursors(self, cutoff_ms: int) -> list[sqlite3.Cursor]:
